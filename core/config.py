@@ -88,6 +88,33 @@ class EvalConfig:
 
 
 @attrs.frozen
+class LoraSettings:
+    """First-order corrections: LoRA fine-tuning after each shot, merged into the weights.
+
+    Attributes:
+        enabled: run LoRA phases at all.
+        rank, alpha, dropout: adapter shape (peft ``LoraConfig``).
+        lr: AdamW learning rate.
+        steps_per_shot: optimiser steps after each shot (batches of calibration windows).
+        fraction: fraction of the calibration windows used for training.
+        holdout: fraction of calibration windows held out to report their perplexity.
+        roles: module roles that get adapters (``None``: every prunable role).
+        final_steps: optimiser steps of the final phase after the last shot.
+    """
+
+    enabled: bool = False
+    rank: int = attrs.field(default=8, validator=_positive)
+    alpha: float = 16.0
+    dropout: float = 0.0
+    lr: float = attrs.field(default=1e-4, validator=v.gt(0.0))
+    steps_per_shot: int = attrs.field(default=16, validator=v.ge(0))
+    fraction: float = attrs.field(default=1.0, validator=_fraction)
+    holdout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
+    roles: tuple[str, ...] | None = attrs.field(default=None, converter=lambda x: None if x is None else tuple(x))
+    final_steps: int = attrs.field(default=0, validator=v.ge(0))
+
+
+@attrs.frozen
 class RunConfig:
     """One pruning run.
 
@@ -125,6 +152,7 @@ class RunConfig:
     update: str | None = attrs.field(default=None, validator=v.optional(v.in_(["full", "none"])))
     calibration: CalibrationConfig = attrs.field(factory=CalibrationConfig)
     evaluation: EvalConfig = attrs.field(factory=EvalConfig)
+    lora: LoraSettings = attrs.field(factory=LoraSettings)
     device: str = "cpu"
     dtype: str = "float32"
     curvature_device: str | None = None
@@ -155,6 +183,8 @@ class RunConfig:
                 if isinstance(ev.get("data"), dict):
                     ev["data"] = DataConfig(**ev["data"])
                 data["evaluation"] = EvalConfig(**ev)
+            if "lora" in data and isinstance(data["lora"], dict):
+                data["lora"] = LoraSettings(**data["lora"])
             return cls(**data)
         except TypeError as exc:
             raise ConfigError(f"invalid run configuration: {exc}") from exc

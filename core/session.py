@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from llm_surgeon.adapters import ArchitectureAdapter
 from llm_surgeon.config import RunConfig
 from llm_surgeon.curvature import Curvature, CurvatureEstimator
+from llm_surgeon.methods import Method
 from llm_surgeon.structures import ModuleState, Structure, UpdateMode
 
 
@@ -26,6 +27,7 @@ class PruningSession:
         structure: the structure handler; ``structure_name`` its registered name.
         calibration: token ids ``(nsamples, seqlen)`` on the CPU.
         config: the resolved run configuration.
+        method: the pruning method running the shots.
         estimator: the curvature estimator (``None`` if the method needs none).
         update: whether removals update the remaining weights.
         previous_curvatures: last shot's curvatures by module name (warm starts).
@@ -40,6 +42,7 @@ class PruningSession:
     structure_name: str
     calibration: Tensor
     config: RunConfig
+    method: Method | None = None
     estimator: CurvatureEstimator | None = None
     update: UpdateMode = UpdateMode.FULL
     previous_curvatures: dict[str, Curvature] | None = None

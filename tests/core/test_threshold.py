@@ -1,0 +1,69 @@
+"""The global threshold hits size targets, counting row/column overlap."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from llm_surgeon.schedule import targets
+from llm_surgeon.structures import CandidateSet
+from llm_surgeon.threshold import global_threshold
+
+
+def _rowcol(rows: int, cols: int, gen: torch.Generator) -> CandidateSet:
+    return CandidateSet(
+        costs={"rows": torch.rand(rows, generator=gen), "cols": torch.rand(cols, generator=gen)},
+        remaining=lambda c, R=rows, C=cols: (R - c["rows"]) * (C - c["cols"]),
+    )
+
+
+def _elements(n: int, gen: torch.Generator) -> CandidateSet:
+    return CandidateSet(costs={"elements": torch.rand(n, generator=gen)},
+                        remaining=lambda c, n=n: n - c["elements"])
+
+
+@pytest.mark.parametrize("target", [0.95, 0.8, 0.5, 0.21])
+def test_rowcol_threshold_within_one_candidate(target):
+    gen = torch.Generator().manual_seed(0)
+    shapes = [(12, 7), (5, 20), (9, 9)]
+    cands = [_rowcol(r, c, gen) for r, c in shapes]
+    total = sum(r * c for r, c in shapes)
+    want = round(target * total)
+    selections, kept = global_threshold(cands, want)
+    # The reported size matches the selection, counting overlaps.
+    recount = sum((r - int(s["rows"].sum())) * (c - int(s["cols"].sum()))
+                  for (r, c), s in zip(shapes, selections, strict=True))
+    assert recount == kept
+    assert abs(kept - want) <= max(max(r, c) for r, c in shapes)
+
+
+def test_threshold_is_global_and_cheapest_first():
+    gen = torch.Generator().manual_seed(1)
+    cands = [_elements(50, gen), _elements(30, gen)]
+    selections, kept = global_threshold(cands, 40)
+    assert kept == 40
+    chosen = torch.cat([c.costs["elements"][s["elements"]] for c, s in zip(cands, selections, strict=True)])
+    rest = torch.cat([c.costs["elements"][~s["elements"]] for c, s in zip(cands, selections, strict=True)])
+    assert chosen.max() <= rest.min()
+
+
+def test_ties_resolved_one_by_one():
+    cands = [CandidateSet({"elements": torch.zeros(10)}, lambda c: 10 - c["elements"]),
+             CandidateSet({"elements": torch.ones(10)}, lambda c: 10 - c["elements"])]
+    for want in range(0, 21):
+        _, kept = global_threshold(cands, want)
+        assert kept == want
+
+
+def test_dead_candidates_stay_selected():
+    # Zero-cost candidates (already removed) are always selected.
+    costs = torch.tensor([0.0, 0.0, 0.5, 0.7, 0.9])
+    cands = [CandidateSet({"elements": costs}, lambda c: 5 - c["elements"])]
+    selections, kept = global_threshold(cands, 4)
+    assert kept == 3 and selections[0]["elements"][:2].all()
+
+
+def test_linear_schedule_ends_at_final():
+    sizes = targets("linear", 5, 0.5)
+    assert sizes == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5])
+    assert targets("cubic", 3, 0.7)[-1] == 0.7
