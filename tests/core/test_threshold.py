@@ -48,7 +48,7 @@ def test_threshold_is_global_and_cheapest_first():
 
 
 def test_ties_resolved_one_by_one():
-    cands = [CandidateSet({"elements": torch.zeros(10)}, lambda c: 10 - c["elements"]),
+    cands = [CandidateSet({"elements": torch.full((10,), 0.5)}, lambda c: 10 - c["elements"]),
              CandidateSet({"elements": torch.ones(10)}, lambda c: 10 - c["elements"])]
     for want in range(0, 21):
         _, kept = global_threshold(cands, want)
