@@ -100,6 +100,7 @@ class LoraSettings:
         holdout: fraction of calibration windows held out to report their perplexity.
         roles: module roles that get adapters (``None``: every prunable role).
         final_steps: optimiser steps of the final phase after the last shot.
+        batch_size: calibration windows per optimiser step.
     """
 
     enabled: bool = False
@@ -112,6 +113,7 @@ class LoraSettings:
     holdout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
     roles: tuple[str, ...] | None = attrs.field(default=None, converter=lambda x: None if x is None else tuple(x))
     final_steps: int = attrs.field(default=0, validator=v.ge(0))
+    batch_size: int = attrs.field(default=1, validator=_positive)
 
 
 @attrs.frozen

@@ -137,9 +137,23 @@ class Registry:
             raise PluginError(
                 f"two plugins are named {name!r}: from {other[0]} and from {distribution}"
             )
-        self.plugin_manager.register(plugin, name=name)
+        try:
+            self.plugin_manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"plugin {name!r} from distribution {distribution} has an invalid hook "
+                f"implementation: {exc}"
+            ) from exc
         self._provenance[name] = (distribution, version)
-        self.plugin_manager.check_pending()
+        try:
+            self.plugin_manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.plugin_manager.unregister(name=name)
+            self._provenance.pop(name, None)
+            raise PluginError(
+                f"plugin {name!r} from distribution {distribution} implements an unknown hook "
+                f"(known: {', '.join(_HOOK_OF_KIND.values())}): {exc}"
+            ) from exc
         for kind, hook_name in _HOOK_OF_KIND.items():
             hook = getattr(self.plugin_manager.hook, hook_name)
             for impl in hook.get_hookimpls():
@@ -149,8 +163,10 @@ class Registry:
                 try:
                     impl.function(register=register)
                 except PluginError:
+                    self.remove_plugin(name)
                     raise
                 except Exception as exc:
+                    self.remove_plugin(name)
                     raise PluginError(
                         f"plugin {name!r} from distribution {distribution} raised while "
                         f"registering {kind.value}s: {exc!r}"

@@ -25,7 +25,13 @@ from llm_surgeon.config import RunConfig
 from llm_surgeon.data import calibration_windows, eval_windows
 from llm_surgeon.evaluate import perplexity
 from llm_surgeon.models import load_model, save_model
-from llm_surgeon.report import atomic_output, library_versions, peak_rss_mb, write_json
+from llm_surgeon.report import (
+    atomic_output,
+    check_output_folder,
+    library_versions,
+    peak_rss_mb,
+    write_json,
+)
 from llm_surgeon.schedule import targets
 from llm_surgeon.session import PruningSession
 from llm_surgeon.structures import ModuleState, UpdateMode
@@ -43,6 +49,8 @@ def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False) 
     and ``report.json`` are written there atomically: a failed run leaves no folder.
     """
     resolved = validate_run(config)
+    if config.out:
+        check_output_folder(config.out, overwrite=overwrite)  # fail now, not after hours of work
     started = time.perf_counter()
     with _torch_settings(config.seed):
         report = _run(config, resolved, progress, overwrite, started)
@@ -67,9 +75,9 @@ class _torch_settings:
 def _build_session(config: RunConfig, resolved: ResolvedRun, model, calibration, progress: bool) -> PruningSession:
     adapter = adapter_for(model)
     states = [ModuleState.dense(pm) for pm in adapter.prunable_modules(model)]
-    method = resolved.method.create(resolved.method_config)
-    structure = resolved.structure.create(resolved.structure_config)
-    estimator = resolved.curvature.create(resolved.curvature_config) if resolved.curvature else None
+    method = resolved.create_method()
+    structure = resolved.create_structure()
+    estimator = resolved.create_curvature()
     default_update = getattr(method, "default_update", UpdateMode.NONE)
     return PruningSession(
         model=model,

@@ -1,0 +1,120 @@
+"""Command line of the benchmark suite.
+
+::
+
+    python -m bench list [PROFILE]
+    python -m bench run PROFILE [--only PATTERN] [--dry-run] [--force] [--model PATH]
+                                [--data-dir DIR] [--device DEV] [--results DIR]
+    python -m bench render [--results DIR] [--profile NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from bench import profiles, records, render, runner
+
+#: Environment variable with a local WikiText-2 folder, used when ``--data-dir`` is not given.
+DATA_DIR_ENV = "BENCH_DATA_DIR"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="list the profiles, or the runs of one profile")
+    p_list.add_argument("profile", nargs="?", choices=profiles.names())
+    p_list.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS)
+
+    p_run = sub.add_parser("run", help="run a profile, appending one JSON record per run")
+    p_run.add_argument("profile", choices=profiles.names())
+    p_run.add_argument("--only", metavar="PATTERN",
+                       help="run ids to include: comma-separated globs or substrings")
+    p_run.add_argument("--dry-run", action="store_true", help="validate and print the plan only")
+    p_run.add_argument("--force", action="store_true", help="rerun runs that already have a record")
+    p_run.add_argument("--model", metavar="PATH", help="override the model (folder, .gguf, hub id)")
+    p_run.add_argument("--data-dir", metavar="DIR", default=os.environ.get(DATA_DIR_ENV),
+                       help=f"local WikiText-2 folder (default: ${DATA_DIR_ENV}, else the hub)")
+    p_run.add_argument("--device", help="override the device (cpu, cuda, cuda:1...)")
+    p_run.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS,
+                       help="results folder (default: bench/results)")
+    p_run.add_argument("--in-process", action="store_true",
+                       help="run in this process instead of one fresh process per run")
+    p_run.add_argument("--timeout", type=float, metavar="SECONDS", help="kill runs after this long")
+    p_run.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p_run.add_argument("--no-render", action="store_true", help="do not update RESULTS.md/figures")
+
+    p_render = sub.add_parser("render", help="write RESULTS.md and figures from stored records")
+    p_render.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS)
+    p_render.add_argument("--profile", action="append", help="only these profiles (repeatable)")
+    return parser
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    if args.profile is None:
+        for name in profiles.names():
+            profile = profiles.get(name)
+            print(f"{name:8s} {len(profile.runs):3d} runs  {profile.description}")
+        return 0
+    planned = runner.plan(profiles.expand(profiles.get(args.profile)), args.results, validate=False)
+    for item in planned:
+        c = item.run.config
+        state = "done" if item.skip else "pending"
+        print(f"{item.run.id:32s} {state:8s} {c['method']:10s} {c['structure']:8s} "
+              f"{c['target_size']:<5g} shots={c['shots']}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    profile = profiles.get(args.profile)
+    runs = runner.select(profiles.expand(profile, model=args.model, data_dir=args.data_dir,
+                                         device=args.device), args.only)
+    if not runs:
+        print(f"no run of profile {args.profile!r} matches {args.only!r}", file=sys.stderr)
+        return 2
+    planned = runner.plan(runs, args.results, force=args.force)
+    if args.dry_run:
+        bad = 0
+        for item in planned:
+            state = "invalid" if item.error else ("skip" if item.skip else "run")
+            bad += item.error is not None
+            print(f"{state:7s} {item.run.id:32s} key={item.key}"
+                  + (f"  {item.error}" if item.error else ""))
+        print(f"{len(planned)} run(s): {sum(not p.skip for p in planned)} to run, {bad} invalid")
+        return 1 if bad else 0
+    options = runner.RunOptions(results_dir=args.results, force=args.force, isolate=not args.in_process,
+                                progress=not args.no_progress, timeout=args.timeout)
+    new = runner.execute(planned, options)
+    if not args.no_render:
+        render.render(args.results)
+    recs = render.order(records.latest(records.load_all(args.results), profile.name), profile.name)
+    wanted = {r.id for r in runs}
+    print(render.table([r for r in recs if r["run_id"] in wanted]))
+    failed = sum(r["status"] != "ok" for r in new)
+    if failed:
+        print(f"{failed} of {len(new)} run(s) failed", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    path = render.render(args.results, args.profile)
+    print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m bench``; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render}
+    return commands[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

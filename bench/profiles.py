@@ -1,0 +1,216 @@
+"""Benchmark profiles: which pruning runs a profile contains, as plain data.
+
+A :class:`Profile` is a ``base`` dictionary of :class:`~llm_surgeon.config.RunConfig`
+fields shared by all its runs, plus a list of runs, each a dictionary with an ``id``
+and the fields it overrides. :func:`expand` merges them into one
+:class:`BenchRun` per run, ready for ``RunConfig.from_dict``.
+
+Profiles (``python -m bench list`` prints them):
+
+* ``ci``: a tiny setting exercising the same code in a minute or two.
+* ``quick``: SmolLM2-135M, 16 x 256 calibration tokens, 16 test windows of 512.
+* ``cpu``: 32 x 512 calibration tokens, 64 test windows of 512; the structured,
+  unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
+* ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
+  structured pruning, the full test set) for any Hugging Face causal LM (``--model``).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import attrs
+
+#: The model every profile uses unless ``--model`` overrides it.
+DEFAULT_MODEL = "smollm2-135m"
+
+
+@attrs.frozen
+class Profile:
+    """A named list of pruning runs.
+
+    Attributes:
+        name: profile name (``quick``, ``cpu``...).
+        description: one line for ``python -m bench list``.
+        base: ``RunConfig`` fields shared by every run (nested dicts for
+            ``calibration``, ``evaluation`` and ``lora``).
+        runs: per run, ``{"id": ..., **overrides}``; overrides are merged into ``base``.
+    """
+
+    name: str
+    description: str
+    base: dict[str, Any]
+    runs: tuple[dict[str, Any], ...]
+
+
+@attrs.frozen
+class BenchRun:
+    """One run of a profile: its id and the full ``RunConfig`` dictionary."""
+
+    profile: str
+    id: str
+    config: dict[str, Any]
+
+
+def _data(split: str) -> dict[str, Any]:
+    return {"dataset": "wikitext2", "data_dir": None, "split": split}
+
+
+def _base(nsamples: int, cal_seqlen: int, windows: int | None, eval_seqlen: int = 512) -> dict[str, Any]:
+    """Shared settings: calibrate on WikiText-2 validation, evaluate on WikiText-2 test."""
+    return {
+        "model": DEFAULT_MODEL,
+        "calibration": {"data": _data("validation"), "nsamples": nsamples, "seqlen": cal_seqlen,
+                        "batch_size": 1, "seed": 0},
+        "evaluation": {"data": _data("test"), "seqlen": eval_seqlen, "windows": windows,
+                       "batch_size": 1},
+        "seed": 0,
+    }
+
+
+def _run(method: str, structure: str, target: float, shots: int = 1, *, lora: bool = False,
+         every_shot: bool = False, tag: str = "") -> dict[str, Any]:
+    """One run entry; its id reads ``method-structure-target[-tag]``."""
+    short = structure.replace(":", "of").replace("row-col", "rowcol")
+    run_id = f"{method}-{short}-{target:g}" + (f"-{tag}" if tag else "")
+    entry: dict[str, Any] = {"id": run_id, "method": method, "structure": structure,
+                             "target_size": target, "shots": shots}
+    if lora:
+        entry["lora"] = {"enabled": True}
+    if every_shot:
+        entry["evaluation"] = {"every_shot": True}
+    return entry
+
+
+#: Methods whose curvature is re-estimated between shots, so more shots can help.
+MULTI_SHOT = ("surgeon", "kobd", "lobd")
+
+
+def _shots(method: str, shots: int) -> int:
+    return shots if method in MULTI_SHOT else 1
+
+
+def _ci() -> Profile:
+    return Profile(
+        name="ci",
+        description="tiny smoke test of the whole pipeline (about a minute on 2 cores)",
+        base=_base(nsamples=4, cal_seqlen=128, windows=4, eval_seqlen=256),
+        runs=(
+            _run("magnitude", "row-col", 0.9),
+            _run("surgeon", "row-col", 0.9),
+        ),
+    )
+
+
+def _quick() -> Profile:
+    return Profile(
+        name="quick",
+        description="SmolLM2-135M, 16 x 256 calibration, 16 x 512 test tokens (minutes)",
+        base=_base(nsamples=16, cal_seqlen=256, windows=16),
+        runs=(
+            _run("magnitude", "row-col", 0.9),
+            _run("surgeon", "row-col", 0.9),
+            _run("magnitude", "element", 0.7),
+            _run("wanda", "element", 0.7),
+            _run("surgeon", "element", 0.7, shots=2, every_shot=True),
+        ),
+    )
+
+
+def _cpu() -> Profile:
+    shots = 5
+    runs: list[dict[str, Any]] = []
+    for target in (0.9, 0.8, 0.7):
+        for method in ("surgeon", "kobd", "lobd", "magnitude"):
+            every = method == "surgeon" and target == 0.7
+            runs.append(_run(method, "row-col", target, _shots(method, shots), every_shot=every))
+    for structure, target in (("element", 0.5), ("2:4", 0.5)):
+        for method in ("surgeon", "sparsegpt", "wanda", "magnitude"):
+            every = method == "surgeon" and structure == "element"
+            runs.append(_run(method, structure, target, _shots(method, shots), every_shot=every))
+    for structure, target in (("row-col", 0.8), ("row-col", 0.7), ("element", 0.5)):
+        runs.append(_run("surgeon", structure, target, shots, lora=True, tag="lora"))
+    return Profile(
+        name="cpu",
+        description="32 x 512 calibration, 64 x 512 test tokens; structured, unstructured, 2:4 and "
+                    "LoRA comparisons (hours on 2 cores)",
+        base=_base(nsamples=32, cal_seqlen=512, windows=64),
+        runs=tuple(runs),
+    )
+
+
+def _paper() -> Profile:
+    runs: list[dict[str, Any]] = []
+    for target in (0.9, 0.8, 0.7, 0.6, 0.5):
+        for method in ("surgeon", "kobd", "lobd", "magnitude"):
+            runs.append(_run(method, "row-col", target, _shots(method, 40)))
+    for target in (0.9, 0.8, 0.7, 0.6, 0.5):
+        for method in ("surgeon", "sparsegpt", "wanda", "magnitude"):
+            runs.append(_run(method, "element", target, _shots(method, 5)))
+    for method in ("surgeon", "sparsegpt", "wanda", "magnitude"):
+        runs.append(_run(method, "2:4", 0.5, _shots(method, 5)))
+    return Profile(
+        name="paper",
+        description="the paper's settings: 128 x 2048 calibration, 40 shots (structured), full "
+                    "test set; any HF causal LM via --model (GPU or patience)",
+        base=_base(nsamples=128, cal_seqlen=2048, windows=None, eval_seqlen=2048),
+        runs=tuple(runs),
+    )
+
+
+_BUILDERS = {"ci": _ci, "quick": _quick, "cpu": _cpu, "paper": _paper}
+
+
+def names() -> list[str]:
+    """Names of the available profiles."""
+    return list(_BUILDERS)
+
+
+def get(name: str) -> Profile:
+    """The profile called ``name``.
+
+    Raises:
+        KeyError: with the valid names, for an unknown profile.
+    """
+    try:
+        return _BUILDERS[name]()
+    except KeyError:
+        raise KeyError(f"unknown profile {name!r} (available: {', '.join(_BUILDERS)})") from None
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated with ``override``, recursing into nested dictionaries (copies)."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def expand(profile: Profile, *, model: str | None = None, data_dir: str | None = None,
+           device: str | None = None) -> list[BenchRun]:
+    """The runs of ``profile`` as full ``RunConfig`` dictionaries.
+
+    Args:
+        profile: the profile.
+        model: overrides every run's model (a local folder, ``.gguf`` file or hub id).
+        data_dir: local WikiText-2 folder for calibration and evaluation data.
+        device: overrides the device (``cuda``...).
+    """
+    runs = []
+    for entry in profile.runs:
+        override = {k: v for k, v in entry.items() if k != "id"}
+        config = merge(profile.base, override)
+        if model is not None:
+            config["model"] = model
+        if device is not None:
+            config["device"] = device
+        if data_dir is not None:
+            for section in ("calibration", "evaluation"):
+                config = merge(config, {section: {"data": {"data_dir": data_dir}}})
+        config["out"] = None
+        runs.append(BenchRun(profile=profile.name, id=entry["id"], config=config))
+    return runs

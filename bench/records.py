@@ -1,0 +1,257 @@
+"""Benchmark records: one JSON file per run under ``bench/results/runs/``.
+
+A record condenses a pruning report (:func:`llm_surgeon.runner.prune`) into what the
+tables and figures need, plus provenance. Records are identified by a *key*, a hash
+of the profile, the run id and the run's settings (excluding where data and outputs
+live), so that a profile can be resumed: runs with a successful record of the same
+key are skipped.
+
+Time is split into phases (seconds): ``load`` (model), ``passes`` (calibration
+forward/backward passes for the curvature), ``algebra`` (curvature factors:
+eigendecompositions, inverses), ``solver`` (costs, threshold, weight updates),
+``lora`` (first-order corrections), ``eval`` (perplexity), and ``other`` (the rest:
+data preparation, validation, bookkeeping). ``outside_passes_ratio`` is the share of
+the total spent outside forward/backward passes, counting calibration passes,
+evaluation and LoRA training steps as passes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import traceback as tb
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+#: Phases of :data:`seconds`, in display order.
+PHASES = ("load", "passes", "algebra", "solver", "lora", "eval", "other")
+#: Phases counted as forward/backward passes in ``outside_passes_ratio``.
+PASS_PHASES = ("passes", "eval", "lora")
+#: Config keys that say where things live, not what is computed (excluded from keys).
+_LOCATION_KEYS = ("out", "save_model")
+
+
+def _strip_locations(config: dict[str, Any]) -> dict[str, Any]:
+    config = {k: v for k, v in config.items() if k not in _LOCATION_KEYS}
+    for section in ("calibration", "evaluation"):
+        if isinstance(config.get(section), dict) and isinstance(config[section].get("data"), dict):
+            data = {k: v for k, v in config[section]["data"].items() if k != "data_dir"}
+            config[section] = {**config[section], "data": data}
+    return config
+
+
+def run_key(profile: str, run_id: str, config: dict[str, Any]) -> str:
+    """Hash of what a run computes: profile, run id and settings (not data/output folders).
+
+    ``config`` should be the full dictionary of ``RunConfig.to_dict()`` so that defaults
+    are part of the key.
+    """
+    payload = {"profile": profile, "run_id": run_id, "config": _strip_locations(config)}
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def now() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _finite(x: Any) -> float | None:
+    if x is None:
+        return None
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def split_seconds(report: dict[str, Any]) -> dict[str, float]:
+    """Seconds per phase (:data:`PHASES`) and ``total`` from a pruning report."""
+    totals = report.get("seconds") or {}
+    total = float(report.get("seconds_total") or sum(totals.values()))
+    seconds = {p: float(totals.get(p, 0.0)) for p in PHASES if p != "other"}
+    seconds["other"] = max(0.0, total - sum(seconds.values()))
+    seconds["total"] = total
+    return seconds
+
+
+def outside_passes_ratio(seconds: dict[str, float]) -> float | None:
+    """Share of the total time spent outside forward/backward passes."""
+    total = seconds.get("total", 0.0)
+    if total <= 0:
+        return None
+    inside = sum(seconds.get(p, 0.0) for p in PASS_PHASES)
+    return max(0.0, 1.0 - inside / total)
+
+
+def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
+    shots = []
+    for entry in report.get("shot_log") or []:
+        info = entry.get("info") or {}
+        shots.append({
+            "shot": entry.get("shot"),
+            "target": entry.get("target"),
+            "achieved": entry.get("achieved"),
+            "seconds": entry.get("seconds") or {},
+            "predicted_cost": entry.get("predicted_cost"),
+            "ppl": _finite(info.get("ppl")),
+            "curvature_mb": info.get("curvature_mb"),
+        })
+    return shots
+
+
+def _modules(report: dict[str, Any]) -> list[dict[str, Any]]:
+    keep = ("name", "layer", "role", "parameters", "remaining")
+    return [{k: m.get(k) for k in keep} for m in report.get("modules") or []]
+
+
+def _common(run: Any, key: str, started_at: str, extra: dict[str, Any]) -> dict[str, Any]:
+    config = run.config
+    return {
+        "record_version": RECORD_VERSION,
+        "profile": run.profile,
+        "run_id": run.id,
+        "key": key,
+        "started_at": started_at,
+        "finished_at": now(),
+        "model": config.get("model"),
+        "method": config.get("method"),
+        "structure": config.get("structure"),
+        "target_size": config.get("target_size"),
+        "shots": config.get("shots"),
+        "lora": bool((config.get("lora") or {}).get("enabled")),
+        **extra,
+        "config": config,
+    }
+
+
+def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
+                provenance: dict[str, Any]) -> dict[str, Any]:
+    """A successful run's record.
+
+    Args:
+        run: the :class:`~bench.profiles.BenchRun` (``profile``, ``id``, ``config``).
+        key: :func:`run_key` of the run.
+        report: the dictionary returned by ``llm_surgeon.runner.prune``.
+        started_at: ISO time the run started.
+        provenance: ``git``, ``machine``, ``model_mb`` and ``wall_seconds`` entries.
+    """
+    seconds = split_seconds(report)
+    shots = _shots(report)
+    curvature_mb = [s["curvature_mb"] for s in shots if s["curvature_mb"] is not None]
+    calibration = report.get("calibration") or {}
+    evaluation = report.get("evaluation") or {}
+    return _common(run, key, started_at, {
+        "status": "ok",
+        "curvature": report.get("curvature"),
+        "update": report.get("update"),
+        "achieved_size": report.get("achieved_size"),
+        "calibration": {"nsamples": calibration.get("nsamples"), "seqlen": calibration.get("seqlen"),
+                        "split": calibration.get("split_used") or (calibration.get("data") or {}).get("split"),
+                        "note": calibration.get("note")},
+        "evaluation": {"windows": evaluation.get("windows"), "seqlen": evaluation.get("seqlen"),
+                       "split": (evaluation.get("data") or {}).get("split"),
+                       "every_shot": evaluation.get("every_shot", False)},
+        "ppl_before": _finite(report.get("ppl_before")),
+        "ppl_after": _finite(report.get("ppl_after")),
+        "seconds": seconds,
+        "outside_passes_ratio": outside_passes_ratio(seconds),
+        "peak_rss_mb": report.get("peak_rss_mb"),
+        "model_mb": provenance.get("model_mb"),
+        "curvature_mb": max(curvature_mb) if curvature_mb else None,
+        "prunable_parameters": report.get("prunable_parameters"),
+        "shot_log": shots,
+        "modules": _modules(report),
+        "versions": report.get("versions") or {},
+        "git": provenance.get("git"),
+        "machine": provenance.get("machine"),
+        "wall_seconds": provenance.get("wall_seconds"),
+    })
+
+
+def failed(run: Any, key: str, error: BaseException | str, *, started_at: str,
+           provenance: dict[str, Any], traceback: str | None = None) -> dict[str, Any]:
+    """A failed run's record, with the error message and traceback."""
+    if isinstance(error, BaseException):
+        message = f"{type(error).__name__}: {error}"
+        traceback = traceback or "".join(tb.format_exception(error))
+    else:
+        message = str(error)
+    return _common(run, key, started_at, {
+        "status": "failed",
+        "error": message,
+        "traceback": traceback,
+        "git": provenance.get("git"),
+        "machine": provenance.get("machine"),
+        "wall_seconds": provenance.get("wall_seconds"),
+    })
+
+
+# -- storage -----------------------------------------------------------------------
+
+def runs_dir(results_dir: str | Path) -> Path:
+    """Folder of the JSON records inside a results folder."""
+    return Path(results_dir) / "runs"
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-._" else "_" for c in name)
+
+
+def write(results_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Store ``record`` as ``runs/<profile>__<run id>__<UTC timestamp>.json`` (never overwrites)."""
+    folder = runs_dir(results_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.fromisoformat(record["finished_at"]).strftime("%Y%m%dT%H%M%SZ")
+    stem = f"{_safe(record['profile'])}__{_safe(record['run_id'])}__{stamp}"
+    path = folder / f"{stem}.json"
+    n = 1
+    while path.exists():
+        n += 1
+        path = folder / f"{stem}-{n}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=False, default=str) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def load_all(results_dir: str | Path) -> list[dict[str, Any]]:
+    """Every record under ``results_dir``, oldest first (unreadable files are skipped)."""
+    found: list[tuple[str, int, dict[str, Any]]] = []
+    for path in sorted(runs_dir(results_dir).glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            log.warning("skipping unreadable record %s: %s", path, exc)
+            continue
+        if isinstance(record, dict) and "run_id" in record:
+            record["_path"] = str(path)
+            found.append((record.get("finished_at") or "", path.stat().st_mtime_ns, record))
+    found.sort(key=lambda item: item[:2])
+    return [record for *_, record in found]
+
+
+def completed_keys(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Keys of the successful records (failed runs are retried on resume)."""
+    return {r["key"] for r in records if r.get("status") == "ok" and r.get("key")}
+
+
+def latest(records: Iterable[dict[str, Any]], profile: str | None = None) -> list[dict[str, Any]]:
+    """The newest record of each ``(profile, run id)``, preferring successful ones.
+
+    The result keeps first-appearance order of the runs.
+    """
+    chosen: dict[tuple[str, str], dict[str, Any]] = {}
+    for record in records:
+        if profile is not None and record.get("profile") != profile:
+            continue
+        slot = (record.get("profile"), record.get("run_id"))
+        old = chosen.get(slot)
+        if old is None or record.get("status") == "ok" or old.get("status") != "ok":
+            chosen[slot] = record
+    return list(chosen.values())

@@ -1,0 +1,196 @@
+"""Render stored records as ``RESULTS.md`` (one section per profile) and PNG figures."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench import figures, profiles, records
+
+log = logging.getLogger(__name__)
+
+_COLUMNS = (
+    "run", "method", "curvature", "structure", "target", "achieved", "shots", "ppl",
+    "time (s)", "passes", "algebra", "solver", "LoRA", "eval", "outside passes",
+    "peak RSS (MB)", "curvature (MB)",
+)
+
+
+def _num(x: Any, fmt: str = ".2f") -> str:
+    if x is None:
+        return "–"
+    try:
+        return format(float(x), fmt)
+    except (TypeError, ValueError):
+        return str(x)
+
+
+def _pct(x: Any) -> str:
+    return "–" if x is None else f"{100 * float(x):.0f}%"
+
+
+def _first_line(text: Any) -> str:
+    lines = str(text or "").splitlines()
+    return lines[0] if lines else ""
+
+
+def row(record: dict[str, Any]) -> list[str]:
+    """Table cells of one record (failed runs show the error in the ppl column)."""
+    seconds = record.get("seconds") or {}
+    ok = record.get("status") == "ok"
+    run_id = record["run_id"] + ("" if ok else " (failed)")
+    cells = [
+        run_id, figures.label(record), record.get("curvature") or "–", record["structure"],
+        _num(record["target_size"], "g"), _num(record.get("achieved_size"), ".4f"),
+        str(record.get("shots")),
+    ]
+    if not ok:
+        message = _first_line(record.get("error"))[:80].replace("|", "\\|")
+        return cells + [message] + ["–"] * (len(_COLUMNS) - len(cells) - 1)
+    return cells + [
+        _num(record.get("ppl_after")),
+        _num(seconds.get("total"), ".0f"),
+        _num(seconds.get("passes"), ".0f"),
+        _num(seconds.get("algebra"), ".0f"),
+        _num(seconds.get("solver"), ".0f"),
+        _num(seconds.get("lora"), ".0f"),
+        _num(seconds.get("eval"), ".0f"),
+        _pct(record.get("outside_passes_ratio")),
+        _num(record.get("peak_rss_mb"), ".0f"),
+        _num(record.get("curvature_mb"), ".0f"),
+    ]
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of records, one row each."""
+    lines = ["| " + " | ".join(_COLUMNS) + " |",
+             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(_COLUMNS))) + "|"]
+    lines += ["| " + " | ".join(row(r)) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def order(recs: Sequence[dict[str, Any]], profile: str) -> list[dict[str, Any]]:
+    """Records in the order of the profile's runs (unknown ids last, as found)."""
+    try:
+        ids = [r["id"] for r in profiles.get(profile).runs]
+    except KeyError:
+        ids = []
+    rank = {run_id: i for i, run_id in enumerate(ids)}
+    return sorted(recs, key=lambda r: rank.get(r["run_id"], len(ids)))
+
+
+def _first(recs: Sequence[dict[str, Any]], getter) -> Any:
+    for r in recs:
+        try:
+            value = getter(r)
+        except (KeyError, TypeError, AttributeError):
+            continue
+        if value is not None:
+            return value
+    return None
+
+
+def settings_text(recs: Sequence[dict[str, Any]]) -> str:
+    """A paragraph stating model, data, machine and commit of a profile's records."""
+    ok = [r for r in recs if r.get("status") == "ok"] or list(recs)
+    models = sorted({str(r.get("model")) for r in ok})
+    cal = _first(ok, lambda r: r["calibration"])
+    ev = _first(ok, lambda r: r["evaluation"])
+    machine = _first(ok, lambda r: r["machine"]) or {}
+    commits = sorted({(r.get("git") or {}).get("commit") or "unknown" for r in ok})
+    dirty = any((r.get("git") or {}).get("dirty") for r in ok)
+    torch_version = _first(ok, lambda r: r["versions"]["torch"])
+    dense = _first(ok, lambda r: r["ppl_before"])
+    model_mb = _first(ok, lambda r: r["model_mb"])
+    parts = [f"Model: {', '.join(f'`{m}`' for m in models)}"
+             + (f" ({model_mb:.0f} MB of parameters)" if model_mb else "") + "."]
+    if cal:
+        parts.append(f"Calibration: {cal.get('nsamples')} × {cal.get('seqlen')} tokens of "
+                     f"WikiText-2 {cal.get('split') or '?'}.")
+    if ev:
+        windows = ev.get("windows")
+        parts.append(f"Evaluation: {'all' if windows is None else windows} windows × "
+                     f"{ev.get('seqlen')} tokens of WikiText-2 {ev.get('split') or '?'}.")
+    if dense is not None:
+        parts.append(f"Dense perplexity: {dense:.2f}.")
+    if machine:
+        accel = machine.get("accelerator")
+        parts.append(f"Machine: {machine.get('platform')}, {machine.get('cpu_count')} CPUs "
+                     f"({machine.get('torch_threads')} torch threads)"
+                     + (f", {accel}" if accel else "") + f", device `{machine.get('device')}`"
+                     + (f", torch {torch_version}" if torch_version else "") + ".")
+    short = ", ".join(c[:10] for c in commits)
+    parts.append(f"Commit: {short}{' (with uncommitted changes)' if dirty else ''}.")
+    return " ".join(parts)
+
+
+def profile_figures(profile: str, recs: Sequence[dict[str, Any]], folder: Path) -> dict[str, Path]:
+    """Write the figures of one profile into ``folder``; returns ``{kind: path}``."""
+    out = {}
+    made = {
+        "ppl vs size": figures.ppl_vs_size(recs, folder / f"{profile}-ppl-vs-size.png",
+                                           title=f"{profile}: perplexity against target size"),
+        "sparsity": figures.sparsity(recs, folder / f"{profile}-sparsity.png",
+                                     title=f"{profile}: where surgeon removes weights"),
+        "ppl per shot": figures.ppl_per_shot(recs, folder / f"{profile}-ppl-per-shot.png",
+                                             title=f"{profile}: perplexity per shot"),
+    }
+    for kind, path in made.items():
+        if path is not None:
+            out[kind] = path
+    return out
+
+
+def section(profile: str, recs: Sequence[dict[str, Any]], figure_paths: dict[str, Path],
+            relative_to: Path) -> str:
+    """The Markdown section of one profile."""
+    lines = [f"## Profile `{profile}`", "", settings_text(recs), "", table(recs), ""]
+    lines.append("Times are seconds; *passes* are the calibration forward/backward passes of the "
+                 "curvature, *algebra* the factorisations, *solver* costs, threshold and updates; "
+                 "*outside passes* is the share of the run's total time spent outside "
+                 "calibration, LoRA and evaluation passes (model loading included).")
+    lines.append("")
+    for kind, path in figure_paths.items():
+        rel = path.relative_to(relative_to) if path.is_relative_to(relative_to) else path
+        lines += [f"![{profile}: {kind}]({rel.as_posix()})", ""]
+    failed = [r for r in recs if r.get("status") != "ok"]
+    if failed:
+        lines.append("Failed runs:")
+        lines.append("")
+        lines += [f"- `{r['run_id']}`: {_first_line(r.get('error'))}" for r in failed]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def render(results_dir: str | Path = None, profile_names: Sequence[str] | None = None) -> Path:
+    """Write ``RESULTS.md`` and ``figures/*.png`` from the records in ``results_dir``.
+
+    Args:
+        results_dir: folder with ``runs/*.json`` (default ``bench/results``).
+        profile_names: profiles to include (default: every profile with records).
+
+    Returns:
+        The path of ``RESULTS.md``.
+    """
+    from bench.runner import DEFAULT_RESULTS
+
+    results_dir = Path(results_dir or DEFAULT_RESULTS)
+    all_records = records.load_all(results_dir)
+    found = list(dict.fromkeys(r["profile"] for r in all_records))
+    known = [p for p in profiles.names() if p in found] + [p for p in found if p not in profiles.names()]
+    chosen = [p for p in known if profile_names is None or p in profile_names]
+    lines = ["# Benchmark results", "",
+             "Generated by `python -m bench render` from the JSON records in `runs/`; do not edit "
+             "by hand. Each row is the newest record of a run.", ""]
+    for profile in chosen:
+        recs = order(records.latest(all_records, profile), profile)
+        paths = profile_figures(profile, recs, results_dir / "figures")
+        lines.append(section(profile, recs, paths, results_dir))
+    if not chosen:
+        lines.append("No records yet: run `python -m bench run quick`.")
+    path = results_dir / "RESULTS.md"
+    path.write_text("\n".join(lines).rstrip() + "\n")
+    log.info("wrote %s", path)
+    return path

@@ -1,0 +1,116 @@
+"""The generic reference solver: forms ``F`` and ``F^-1`` explicitly.
+
+Only for tiny layers and tests, where it is the oracle for the structured solvers:
+every cost and update is the textbook formula on the dense ``(n, n)`` matrices with
+``n = d_out * d_in``.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from llm_surgeon.curvature import DenseCurvature
+from llm_surgeon.solver.base import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkSize,
+    CurvatureSolver,
+    plan_chunks,
+)
+from llm_surgeon.solver.factor import DampedFactor, damped_cholesky
+
+
+class DenseSolver(CurvatureSolver):
+    """Costs and updates from the dense matrix ``F`` (damped by ``damping * mean(diag F)``).
+
+    Args:
+        curvature: the dense curvature, ``matrix: (d_out*d_in, d_out*d_in)``.
+    """
+
+    def __init__(self, curvature: DenseCurvature):
+        self.curvature = curvature
+        self.d_out = curvature.d_out
+        self.d_in = curvature.d_in
+
+    @cached_property
+    def _factor(self) -> DampedFactor:
+        return damped_cholesky(self.curvature.matrix, self.curvature.damping, name="dense curvature F")
+
+    @cached_property
+    def finv(self) -> Tensor:
+        """``F^-1``, ``(n, n)`` float64."""
+        return self._factor.inverse()
+
+    @property
+    def device(self) -> torch.device:
+        return self.curvature.matrix.device
+
+    def _local(self, theta: Tensor) -> Tensor:
+        return self._theta(theta).to(self.device)
+
+    # -- costs -------------------------------------------------------------------
+    def element_costs(self, theta: Tensor) -> Tensor:
+        t = self._local(theta)
+        d = self.finv.diagonal().reshape(self.d_out, self.d_in)
+        return (t * t / (2 * d)).to(theta.device)
+
+    def _block_costs(self, blocks: Tensor, vectors: Tensor) -> Tensor:
+        """``1/2 v_b^T B_b^-1 v_b`` for a batch of blocks ``(nb, k, k)`` and vectors ``(nb, k)``."""
+        sol = torch.linalg.solve(blocks, vectors.unsqueeze(-1)).squeeze(-1)
+        return 0.5 * (vectors * sol).sum(dim=-1)
+
+    def row_costs(self, theta: Tensor) -> Tensor:
+        t = self._local(theta)
+        f4 = self.finv.reshape(self.d_out, self.d_in, self.d_out, self.d_in)
+        blocks = f4.diagonal(dim1=0, dim2=2).permute(2, 0, 1)  # (d_out, d_in, d_in)
+        return self._block_costs(blocks, t).to(theta.device)
+
+    def col_costs(self, theta: Tensor) -> Tensor:
+        t = self._local(theta)
+        f4 = self.finv.reshape(self.d_out, self.d_in, self.d_out, self.d_in)
+        blocks = f4.diagonal(dim1=1, dim2=3).permute(2, 0, 1)  # (d_in, d_out, d_out)
+        return self._block_costs(blocks, t.T).to(theta.device)
+
+    def quadratic(self, delta: Tensor) -> float:
+        v = self._local(delta).flatten()
+        return 0.5 * float(v @ (self._factor.matrix @ v))
+
+    # -- removal -------------------------------------------------------------------
+    def _solve_set(self, t: Tensor, idx: Tensor) -> tuple[Tensor, float]:
+        """Remove the flat indices ``idx`` from ``t`` (local, float64) jointly."""
+        flat = t.flatten()
+        block = self.finv[idx][:, idx]
+        alpha = torch.linalg.solve(block, flat[idx])
+        new = flat - self.finv[:, idx] @ alpha
+        new[idx] = 0.0
+        return new.reshape(self.d_out, self.d_in), 0.5 * float(flat[idx] @ alpha)
+
+    def remove(self, theta: Tensor, removed: Tensor) -> tuple[Tensor, float]:
+        t = self._local(theta)
+        idx = self._mask(removed, self.device).flatten().nonzero().flatten()
+        if len(idx) == 0:
+            return t.to(theta.device), 0.0
+        new, cost = self._solve_set(t, idx)
+        return new.to(theta.device), cost
+
+    def remove_elements(
+        self,
+        theta: Tensor,
+        removed: Tensor,
+        *,
+        chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
+        update: bool = True,
+    ) -> tuple[Tensor, float]:
+        if not update:
+            return self.zero(theta, removed)
+        t0 = self._local(theta)
+        flat, bounds = plan_chunks(self._mask(removed, self.device), chunk_size)
+        if len(bounds) <= 2:
+            return self.remove(theta, removed)
+        t = t0.clone()
+        for start, end in zip(bounds[:-1], bounds[1:], strict=True):
+            t, _ = self._solve_set(t, flat[start:end])
+            t.view(-1)[flat[:end]] = 0.0  # earlier removals stay removed
+        return t.to(theta.device), self.quadratic(t - t0)

@@ -1,0 +1,71 @@
+"""Optimal Brain Damage: a diagonal curvature ``F = diag(D)``.
+
+With a diagonal ``F`` the removal of a set ``K`` decouples: ``[F^-1]_ii = 1/D_i`` and
+``E_K F^-1 E_K^T`` is diagonal, so the cost is ``sum_{i in K} theta_i^2 D_i / 2`` and the
+optimal update ``-F^-1 E_K^T (E_K F^-1 E_K^T)^-1 E_K theta`` only touches the removed
+weights (it sets them to zero). ``update=True`` is therefore accepted and exact: it
+is the same as zeroing.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from llm_surgeon.curvature import DiagonalCurvature
+from llm_surgeon.solver.base import DEFAULT_CHUNK_SIZE, ChunkSize, CurvatureSolver, as_mask
+
+
+class DiagonalSolver(CurvatureSolver):
+    """Costs ``theta^2 D / 2`` and removal by zeroing (the exact optimum for diagonal ``F``).
+
+    The damping of the curvature is added relative to the mean of ``D``:
+    ``D + damping * mean(D)``.
+
+    Args:
+        curvature: the diagonal curvature, ``values: (d_out, d_in)``.
+    """
+
+    def __init__(self, curvature: DiagonalCurvature):
+        values = curvature.values.detach().to(torch.float64)
+        if curvature.damping:
+            values = values + curvature.damping * values.mean()
+        self.values = values
+        self.d_out, self.d_in = values.shape
+
+    def _local(self, theta: Tensor) -> Tensor:
+        return self._theta(theta).to(self.values.device)
+
+    def element_costs(self, theta: Tensor) -> Tensor:
+        t = self._local(theta)
+        return (0.5 * t * t * self.values).to(theta.device)
+
+    def row_costs(self, theta: Tensor) -> Tensor:
+        return self.element_costs(theta).sum(dim=1)
+
+    def col_costs(self, theta: Tensor) -> Tensor:
+        return self.element_costs(theta).sum(dim=0)
+
+    def quadratic(self, delta: Tensor) -> float:
+        d = self._local(delta)
+        return 0.5 * float((d * d * self.values).sum())
+
+    def remove(self, theta: Tensor, removed: Tensor) -> tuple[Tensor, float]:
+        return self.zero(theta, removed)
+
+    def remove_rows_cols(
+        self, theta: Tensor, rows: Tensor, cols: Tensor, update: bool = True
+    ) -> tuple[Tensor, float]:
+        rows = as_mask(rows, self.d_out, "rows")
+        cols = as_mask(cols, self.d_in, "cols")
+        return self.zero(theta, rows[:, None] | cols[None, :])
+
+    def remove_elements(
+        self,
+        theta: Tensor,
+        removed: Tensor,
+        *,
+        chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
+        update: bool = True,
+    ) -> tuple[Tensor, float]:
+        return self.zero(theta, removed)

@@ -1,0 +1,111 @@
+"""Correlated element removal for a single Kronecker product ``F = G ⊗ A``, chunk by chunk.
+
+For a chunk ``c`` of removed weights at positions ``(r_a, j_a)``::
+
+    E_c F^-1 E_c^T = G^-1[r, r] ∘ A^-1[j, j]          (k x k, a Hadamard of gathered blocks)
+    alpha = (E_c F^-1 E_c^T)^-1 theta_c
+    dTheta = -G^-1[:, R_c] @ (X_c @ A^-1)           (X_c: alpha scattered into the chunk's rows R_c)
+
+so no ``(n m)^2`` matrix is ever formed. Chunks are processed in row order; the
+update of the rows that later chunks read is applied lazily, one block of rows at a
+time (like SparseGPT's lazy batches) and only at the positions a chunk reads; the
+full update ``-G^-1 X A^-1`` with ``X = sum_c X_c`` is two matrix products at the end. Weights removed by earlier
+chunks are zeroed at the end (their intermediate values are never read again).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from llm_surgeon.errors import ConfigError, NumericalError
+from llm_surgeon.solver.base import MAX_JOINT, ChunkSize, plan_chunks
+
+#: Rows of ``theta`` kept up to date together while their chunks are solved.
+BLOCK_ROWS = 32
+
+
+def solve_spd(matrix: Tensor, rhs: Tensor, what: str = "E_K F^-1 E_K^T") -> Tensor:
+    """Solve ``matrix @ x = rhs`` for an SPD ``matrix`` by Cholesky (tiny jitter if needed).
+
+    Args:
+        matrix: ``(k, k)`` symmetric positive definite.
+        rhs: ``(k,)``.
+        what: name used in the error message.
+    """
+    chol, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) != 0:
+        scale = float(matrix.diagonal().mean())
+        eye = torch.eye(len(matrix), dtype=matrix.dtype, device=matrix.device)
+        for jitter in (1e-12, 1e-10, 1e-8):
+            chol, info = torch.linalg.cholesky_ex(matrix + jitter * scale * eye)
+            if int(info) == 0:
+                break
+        else:
+            raise NumericalError(f"{what} ({len(matrix)}x{len(matrix)}) is not positive definite")
+    return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
+
+
+def check_joint(k: int, chunk_size: ChunkSize) -> None:
+    """Refuse to form a ``k x k`` system for a single chunk that is too large."""
+    if k > MAX_JOINT:
+        raise ConfigError(
+            f"removing {k} weights in one chunk (chunk_size={chunk_size!r}) would form a "
+            f"{k}x{k} matrix; use a chunk size of at most {MAX_JOINT} (e.g. 'row' or 256)"
+        )
+
+
+def remove_elements_rank1(
+    theta: Tensor, removed: Tensor, g_inv: Tensor, a_inv: Tensor, chunk_size: ChunkSize
+) -> Tensor:
+    """Remove elements of ``theta`` under ``F = G ⊗ A``; returns the new ``theta``.
+
+    Args:
+        theta: ``(d_out, d_in)`` float64.
+        removed: ``(d_out, d_in)`` bool.
+        g_inv: ``G^-1``, ``(d_out, d_out)``.
+        a_inv: ``A^-1``, ``(d_in, d_in)``.
+        chunk_size: see :data:`~llm_surgeon.solver.base.ChunkSize`.
+
+    Returns:
+        ``(d_out, d_in)``, exactly zero where ``removed``.
+    """
+    d_out, d_in = theta.shape
+    flat, bounds = plan_chunks(removed, chunk_size)
+    if len(flat) == 0:
+        return theta.clone()
+    rows_all = flat // d_in
+    cols_all = flat % d_in
+    n_chunks = len(bounds) - 1
+    check_joint(max(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)), chunk_size)
+    first_row = rows_all[torch.tensor(bounds[:-1], device=flat.device)].tolist()
+    last_row = rows_all[torch.tensor(bounds[1:], device=flat.device) - 1].tolist()
+
+    values = theta.view(-1)[flat]
+    x_all = torch.zeros_like(theta)  # the multipliers alpha of every chunk, scattered
+    x_flat = x_all.view(-1)
+    done = 0  # rows below `done` may have nonzero multipliers
+    i = 0
+    while i < n_chunks:
+        s = first_row[i]
+        j = i
+        while j + 1 < n_chunks and last_row[j + 1] - s < BLOCK_ROWS:
+            j += 1
+        e = last_row[j] + 1
+        g_cols = g_inv[s:e]  # (B, d_out)
+        # pending[r] @ A^-1 is minus the update of row s + r so far (G^-1 X A^-1)[s + r].
+        pending = g_cols[:, :done] @ x_all[:done] if done else torch.zeros_like(theta[s:e])
+        for c in range(i, j + 1):
+            lo, hi = bounds[c], bounds[c + 1]
+            rows, cols = rows_all[lo:hi], cols_all[lo:hi]
+            a_rows = a_inv.index_select(0, cols)  # (k, d_in) = A^-1[j, :]
+            current = values[lo:hi] - (pending.index_select(0, rows - s) * a_rows).sum(dim=1)
+            system = g_inv[rows[:, None], rows[None, :]] * a_rows[:, cols]
+            alpha = solve_spd(system, current)
+            x_flat[flat[lo:hi]] = alpha
+            pending.index_add_(1, cols, g_cols.index_select(1, rows) * alpha)
+        done = max(done, e)
+        i = j + 1
+    new = theta - (g_inv @ x_all) @ a_inv
+    new[removed] = 0.0
+    return new

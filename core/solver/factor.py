@@ -1,0 +1,103 @@
+"""Damped Cholesky factorisations with escalating damping.
+
+A factor ``M`` (a Kronecker factor ``G`` or ``A``, or a dense curvature) is damped
+relative to its mean diagonal, ``M + lam * mean(diag M) * I``, and factorised in
+float64. When the Cholesky factorisation fails, ``lam`` is multiplied by
+``escalation`` up to ``max_escalations`` times; if it still fails a
+:class:`~llm_surgeon.errors.NumericalError` names the factor.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import attrs
+import torch
+from torch import Tensor
+
+from llm_surgeon.errors import NumericalError
+
+log = logging.getLogger(__name__)
+
+#: Relative damping used as the starting point of an escalation when none was asked for.
+_ZERO_DAMPING_START = 1e-8
+
+
+@attrs.frozen
+class DampedFactor:
+    """A damped SPD matrix and its factorisation.
+
+    Attributes:
+        matrix: the damped matrix ``M + lam * mean(diag M) * I``, ``(n, n)`` float64.
+        cholesky: its lower Cholesky factor ``L`` with ``L L^T = matrix``.
+        damping: the relative damping ``lam`` that was finally used.
+        escalations: how many times the damping had to be escalated.
+    """
+
+    matrix: Tensor
+    cholesky: Tensor
+    damping: float
+    escalations: int
+
+    def inverse(self) -> Tensor:
+        """``matrix^-1``, ``(n, n)``, symmetrised."""
+        inv = torch.cholesky_inverse(self.cholesky)
+        return (0.5 * (inv + inv.T)).contiguous()
+
+    def sub(self, idx: Tensor) -> DampedFactor:
+        """The principal sub-block ``matrix[idx][:, idx]`` (no re-damping), refactorised."""
+        block = self.matrix.index_select(0, idx).index_select(1, idx)
+        chol, info = torch.linalg.cholesky_ex(block)
+        if int(info) != 0:
+            raise NumericalError(f"Cholesky of a {len(idx)}x{len(idx)} sub-block of a damped factor failed")
+        return DampedFactor(block, chol, self.damping, 0)
+
+
+def damped_cholesky(
+    matrix: Tensor,
+    damping: float,
+    *,
+    escalation: float = 10.0,
+    max_escalations: int = 6,
+    name: str = "factor",
+) -> DampedFactor:
+    """Damp ``matrix`` relative to its mean diagonal and Cholesky-factorise it in float64.
+
+    Args:
+        matrix: symmetric PSD ``(n, n)`` (any float dtype / device).
+        damping: relative damping ``lam >= 0``.
+        escalation: factor applied to ``lam`` after each failure (from ``1e-8`` if ``lam == 0``).
+        max_escalations: number of escalations before giving up.
+        name: how the factor is called in error messages (e.g. ``"G (output factor)"``).
+
+    Returns:
+        The damped factor, with the number of escalations it needed.
+
+    Raises:
+        NumericalError: non-finite entries, or the factorisation failed at every damping.
+    """
+    m = matrix.to(torch.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1]:
+        raise ValueError(f"{name} must be a square matrix, got shape {tuple(m.shape)}")
+    if not torch.isfinite(m).all():
+        raise NumericalError(f"{name} ({m.shape[0]}x{m.shape[0]}) has non-finite entries")
+    m = 0.5 * (m + m.T)
+    scale = float(m.diagonal().mean()) if m.shape[0] else 1.0
+    if not scale > 0.0:
+        scale = 1.0
+    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
+    lam = float(damping)
+    tried = lam
+    for attempt in range(max_escalations + 1):
+        tried = lam
+        damped = m + (lam * scale) * eye if lam > 0 else m
+        chol, info = torch.linalg.cholesky_ex(damped)
+        if int(info) == 0 and torch.isfinite(chol).all():
+            if attempt:
+                log.warning("%s: damping escalated %d time(s) to %.3g", name, attempt, lam)
+            return DampedFactor(damped, chol, lam, attempt)
+        lam = lam * escalation if lam > 0 else _ZERO_DAMPING_START
+    raise NumericalError(
+        f"Cholesky of {name} ({m.shape[0]}x{m.shape[0]}) failed even with relative damping "
+        f"{tried:.3g} after {max_escalations} escalations"
+    )

@@ -1,0 +1,256 @@
+"""Costs and updates for Kronecker-factored curvatures without ever forming ``F``.
+
+With ``theta = [W | b]`` of shape ``(d_out, d_in)`` (row-major) and a single Kronecker
+product ``F = G ⊗ A`` (each factor damped as ``G + g mean(diag G) I``, ``A + a mean(diag A) I``;
+identity factors stay undamped), ``F^-1 = G^-1 ⊗ A^-1`` and the OBS formulas
+``L_K = 1/2 (E_K theta)^T (E_K F^-1 E_K^T)^-1 E_K theta`` and
+``dtheta = -F^-1 E_K^T (E_K F^-1 E_K^T)^-1 E_K theta`` have closed forms: removing weight
+``(i, j)`` costs ``theta_ij^2 / (2 [G^-1]_ii [A^-1]_jj)``; row ``r`` costs
+``theta_r^T A theta_r / (2 [G^-1]_rr)``; column ``c`` costs ``theta_c^T G theta_c / (2 [A^-1]_cc)``.
+Removing rows ``R`` updates ``dW = -G^-1 E_R^T (E_R G^-1 E_R^T)^-1 E_R W`` at cost
+``1/2 tr(W_R^T (G^-1_RR)^-1 W_R A)``; removing columns ``C`` updates
+``dW = -W E_C^T (E_C A^-1 E_C^T)^-1 E_C A^-1`` at cost ``1/2 tr(G W_C (A^-1_CC)^-1 W_C^T)``.
+Rows and columns together are exact as rows first, then columns of the remaining rows
+under the restricted curvature ``G[keep, keep] ⊗ A`` (the first step leaves a zero
+gradient in that subspace, so the two costs add up to the joint one). Element sets use
+``E_K F^-1 E_K^T = G^-1[r, r] ∘ A^-1[j, j]`` chunk by chunk
+(:mod:`llm_surgeon.solver.elements`). A sum of two Kronecker products is handled in
+its joint eigenbasis (:mod:`llm_surgeon.solver.kronecker_rank2`); anything else falls
+back to the dense solver on layers of at most :data:`DENSE_FALLBACK_MAX` weights.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import Tensor
+
+from llm_surgeon.curvature import DenseCurvature, KroneckerCurvature
+from llm_surgeon.solver.base import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkSize,
+    CurvatureSolver,
+    UnsupportedCurvatureError,
+    as_mask,
+)
+from llm_surgeon.solver.dense import DenseSolver
+from llm_surgeon.solver.elements import remove_elements_rank1
+from llm_surgeon.solver.factor import DampedFactor, damped_cholesky
+from llm_surgeon.solver.kronecker_rank2 import EigenKronecker, joint_eigenbasis
+
+#: Largest ``d_out * d_in`` for which an unsupported case is solved densely.
+DENSE_FALLBACK_MAX = 4096
+
+
+class KroneckerSolver(CurvatureSolver):
+    """Solver for ``F = sum_r G_r ⊗ A_r``: closed forms for rank 1, eigenbasis for rank 2.
+
+    Factorisations are computed once per instance, on first use, and reused by all
+    costs and updates. Damping escalations are recorded (as the largest number seen)
+    in ``curvature.info["damping_escalations"]``.
+
+    Args:
+        curvature: the (already restricted) Kronecker curvature.
+    """
+
+    def __init__(self, curvature: KroneckerCurvature):
+        if curvature.rank < 1:
+            raise ValueError("a Kronecker curvature needs at least one term")
+        self.curvature = curvature
+        self.d_out = curvature.d_out
+        self.d_in = curvature.d_in
+        _, self.device = curvature._dtype_device()
+        self._eye: dict[int, Tensor] = {}
+
+    # -- factors -------------------------------------------------------------------
+    def _identity(self, n: int) -> Tensor:
+        if n not in self._eye:
+            self._eye[n] = torch.eye(n, dtype=torch.float64, device=self.device)
+        return self._eye[n]
+
+    def _damp(self, m: Tensor | None, side: str, term: int) -> DampedFactor | None:
+        if m is None:
+            return None
+        d = self.curvature.damping
+        lam = d.g if side == "G" else d.a
+        what = "output factor G" if side == "G" else "input factor A"
+        name = f"{what}" + (f" of Kronecker term {term + 1}" if self.curvature.rank > 1 else "")
+        return damped_cholesky(m, lam, escalation=d.escalation, max_escalations=d.max_escalations, name=name)
+
+    @cached_property
+    def _factors(self) -> list[tuple[DampedFactor | None, DampedFactor | None]]:
+        out = [(self._damp(g, "G", r), self._damp(a, "A", r)) for r, (g, a) in enumerate(self.curvature.factors)]
+        escalations = sum(f.escalations for pair in out for f in pair if f is not None)
+        if escalations:
+            info = self.curvature.info
+            info["damping_escalations"] = max(int(info.get("damping_escalations", 0)), escalations)
+        return out
+
+    def _matrix(self, f: DampedFactor | None, n: int) -> Tensor:
+        return self._identity(n) if f is None else f.matrix
+
+    @cached_property
+    def g(self) -> Tensor:
+        """Damped ``G`` (rank 1), ``(d_out, d_out)``."""
+        return self._matrix(self._factors[0][0], self.d_out)
+
+    @cached_property
+    def a(self) -> Tensor:
+        """Damped ``A`` (rank 1), ``(d_in, d_in)``."""
+        return self._matrix(self._factors[0][1], self.d_in)
+
+    @cached_property
+    def g_inv(self) -> Tensor:
+        """``G^-1`` (rank 1), ``(d_out, d_out)``."""
+        f = self._factors[0][0]
+        return self._identity(self.d_out) if f is None else f.inverse()
+
+    @cached_property
+    def a_inv(self) -> Tensor:
+        """``A^-1`` (rank 1), ``(d_in, d_in)``."""
+        f = self._factors[0][1]
+        return self._identity(self.d_in) if f is None else f.inverse()
+
+    @cached_property
+    def eigen(self) -> EigenKronecker:
+        """The joint eigenbasis (rank 2)."""
+        (g1, a1), (g2, a2) = self._factors
+        g1m, a1m = self._matrix(g1, self.d_out), self._matrix(a1, self.d_in)
+        g2m, a2m = self._matrix(g2, self.d_out), self._matrix(a2, self.d_in)
+        lam, u = joint_eigenbasis(g1m, torch.linalg.cholesky(g2m) if g2 is None else g2.cholesky)
+        mu, v = joint_eigenbasis(a1m, torch.linalg.cholesky(a2m) if a2 is None else a2.cholesky)
+        s = lam[:, None] * mu[None, :] + 1.0
+        if not bool((s > 0).all()):
+            raise UnsupportedCurvatureError("rank-2 Kronecker curvature is not positive definite")
+        return EigenKronecker(u, v, 1.0 / s, g2m, a2m)
+
+    @cached_property
+    def dense(self) -> DenseSolver:
+        """Dense fallback on the damped ``F`` (small layers only)."""
+        n = self.d_out * self.d_in
+        if n > DENSE_FALLBACK_MAX:
+            raise self._unsupported("this operation")
+        f = sum(
+            torch.kron(self._matrix(g, self.d_out), self._matrix(a, self.d_in)) for g, a in self._factors
+        )
+        return DenseSolver(DenseCurvature(f, self.d_out, self.d_in, damping=0.0))
+
+    def _unsupported(self, what: str) -> UnsupportedCurvatureError:
+        return UnsupportedCurvatureError(
+            f"{what} is supported for Kronecker curvatures of rank 1 (F = G ⊗ A; element, row "
+            f"and column costs and updates) and rank 2 (element costs and updates, row/column "
+            f"costs); this curvature has rank {self.curvature.rank} on a {self.d_out}x{self.d_in} "
+            f"layer, above the dense fallback limit of {DENSE_FALLBACK_MAX} weights"
+        )
+
+    @property
+    def rank(self) -> int:
+        return self.curvature.rank
+
+    def _local(self, theta: Tensor) -> Tensor:
+        return self._theta(theta).to(self.device)
+
+    # -- costs -------------------------------------------------------------------------
+    def element_costs(self, theta: Tensor) -> Tensor:
+        t = self._local(theta)
+        if self.rank == 1:
+            diag = torch.outer(self.g_inv.diagonal(), self.a_inv.diagonal())
+        elif self.rank == 2:
+            diag = self.eigen.inverse_diag()
+        else:
+            return self.dense.element_costs(theta)
+        return (t * t / (2 * diag)).to(theta.device)
+
+    def row_costs(self, theta: Tensor) -> Tensor:
+        t = self._local(theta)
+        if self.rank == 1:
+            costs = ((t @ self.a) * t).sum(dim=1) / (2 * self.g_inv.diagonal())
+        elif self.rank == 2:
+            costs = self.eigen.row_costs(t)
+        else:
+            return self.dense.row_costs(theta)
+        return costs.to(theta.device)
+
+    def col_costs(self, theta: Tensor) -> Tensor:
+        t = self._local(theta)
+        if self.rank == 1:
+            costs = ((self.g @ t) * t).sum(dim=0) / (2 * self.a_inv.diagonal())
+        elif self.rank == 2:
+            costs = self.eigen.col_costs(t)
+        else:
+            return self.dense.col_costs(theta)
+        return costs.to(theta.device)
+
+    def quadratic(self, delta: Tensor) -> float:
+        d = self._local(delta)
+        total = torch.zeros((), dtype=torch.float64, device=self.device)
+        for g, a in self._factors:
+            gd = d if g is None else g.matrix @ d
+            total += ((gd if a is None else gd @ a.matrix) * d).sum()
+        return 0.5 * float(total)
+
+    # -- removal ---------------------------------------------------------------------------
+    def remove(self, theta: Tensor, removed: Tensor) -> tuple[Tensor, float]:
+        mask = self._mask(removed, self.device)
+        if self.rank == 1:
+            rows, cols = mask.all(dim=1), mask.all(dim=0)
+            if torch.equal(mask, rows[:, None] | cols[None, :]):
+                return self.remove_rows_cols(theta, rows, cols, update=True)
+        if self.rank <= 2:
+            return self.remove_elements(theta, mask, chunk_size=None, update=True)
+        return self.dense.remove(theta, removed)
+
+    def remove_rows_cols(
+        self, theta: Tensor, rows: Tensor, cols: Tensor, update: bool = True
+    ) -> tuple[Tensor, float]:
+        rows = as_mask(rows, self.d_out, "rows").to(self.device)
+        cols = as_mask(cols, self.d_in, "cols").to(self.device)
+        if not update:
+            return self.zero(theta, rows[:, None] | cols[None, :])
+        if self.rank != 1:
+            return self.dense.remove_rows_cols(theta, rows, cols, update=True)
+        t = self._local(theta).clone()
+        cost = 0.0
+        r_idx = rows.nonzero().flatten()
+        if len(r_idx):
+            g_rr = self.g_inv[r_idx][:, r_idx]
+            coef = torch.linalg.solve(g_rr, t[r_idx])  # (|R|, d_in) = (G^-1_RR)^-1 W_R
+            cost += 0.5 * float((coef * (t[r_idx] @ self.a)).sum())
+            t = t - self.g_inv[:, r_idx] @ coef
+            t[r_idx] = 0.0
+        c_idx = cols.nonzero().flatten()
+        keep = (~rows).nonzero().flatten()
+        if len(c_idx) and len(keep):
+            sub = t[keep]
+            a_cc = self.a_inv[c_idx][:, c_idx]
+            coef = torch.linalg.solve(a_cc, sub[:, c_idx].T).T  # (|keep|, |C|) = W_C (A^-1_CC)^-1
+            g_kk = self.g[keep][:, keep]
+            cost += 0.5 * float(((g_kk @ sub[:, c_idx]) * coef).sum())
+            sub = sub - coef @ self.a_inv[c_idx]
+            sub[:, c_idx] = 0.0
+            t[keep] = sub
+        t[:, c_idx] = 0.0
+        return t.to(theta.device), cost
+
+    def remove_elements(
+        self,
+        theta: Tensor,
+        removed: Tensor,
+        *,
+        chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
+        update: bool = True,
+    ) -> tuple[Tensor, float]:
+        if not update:
+            return self.zero(theta, removed)
+        if self.rank > 2:
+            return self.dense.remove_elements(theta, removed, chunk_size=chunk_size, update=True)
+        t = self._local(theta)
+        mask = self._mask(removed, self.device)
+        if not bool(mask.any()):
+            return t.to(theta.device), 0.0
+        if self.rank == 1:
+            new = remove_elements_rank1(t, mask, self.g_inv, self.a_inv, chunk_size)
+        else:
+            new = self.eigen.remove_elements(t, mask, chunk_size)
+        return new.to(theta.device), self.quadratic(new - t)

@@ -1,0 +1,282 @@
+"""``nearest-kfac``: the sum of Kronecker products nearest to the token-level Fisher.
+
+The LLM Surgeon (van der Ouderaa et al., 2024, Sec. 3) replaces K-FAC's product of
+separately averaged factors by the Kronecker product nearest in Frobenius norm to
+``F = 1/N sum_n (g_n g_n^T) ⊗ (a_n a_n^T)``.
+
+Derivation. Van Loan & Pitsianis (1993): with the rearrangement ``R`` that maps the
+``(i, j)`` block of ``F`` to row ``i * d_out + j``, ``R(G ⊗ A) = vec(G) vec(A)^T``, so
+``||F - sum_r G_r ⊗ A_r||_F = ||M - sum_r vec(G_r) vec(A_r)^T||_F`` with
+``M = R(F) = 1/N sum_n vec(g_n g_n^T) vec(a_n a_n^T)^T``. The nearest rank-``R_K`` sum
+is the truncated SVD of ``M``. ``M`` is never formed: its products with factors are
+data passes,
+
+    M vec(A)     = vec(1/N sum_n (a_n^T A a_n) g_n g_n^T)   (a "G step"),
+    M^T vec(G)   = vec(1/N sum_n (g_n^T G g_n) a_n a_n^T)   (an "A step").
+
+For ``R_K = 1`` alternating them is the power iteration of the brief:
+``G <- normalise(M vec(A))``, ``A <- M^T vec(G)``, ``sigma = ||A||``, and ``sqrt(sigma)``
+goes to each factor; every half step is the exact least-squares minimiser over one
+factor, so the error never exceeds that of K-FAC, which is the starting point.
+
+For ``R_K > 1`` the terms are deflated inside the same passes (orthogonal iteration):
+each step computes ``M vec(A_r)`` for all ``r`` in one pass and then orthonormalises
+the results by Gram-Schmidt in the Frobenius inner product,
+``G_r <- G_r - sum_{s<r} <G_s, G_r> G_s``, which removes from term ``r`` the part
+already explained by terms ``s < r`` (classic deflation subtracts
+``sigma_s u_s v_s^T``; projecting the new iterate against ``u_s`` is the same for
+converged ``u_s`` and stays correct before convergence). The last A step gives
+``B = M^T U`` for the orthonormal ``U = [vec(G_1) ... vec(G_R)]``; ``U B^T`` is the
+best approximation with left factors in ``span(U)`` and its SVD comes from the
+``R x R`` eigendecomposition ``B^T B = P diag(sigma^2) P^T`` (Rayleigh-Ritz):
+``G_r = sqrt(sigma_r) sum_s P_sr G_s`` and ``A_r = sum_s P_sr B_s / sqrt(sigma_r)``.
+Gram-Schmidt keeps the first ``k`` directions independent of later ones, so the spans
+are nested in ``R_K`` and the error decreases with ``R_K`` for any number of iterations.
+
+Passes: one K-FAC pass to start (skipped when warm-starting from the previous shot),
+then two per iteration.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from llm_surgeon.adapters import PrunableModule
+from llm_surgeon.curvature import Curvature, CurvatureEstimator, CurvatureResult, KroneckerCurvature
+from llm_surgeon.plugins.curvature._common import (
+    GradientConfig,
+    check_finite,
+    factor_device,
+    layer_dims,
+    pass_options,
+)
+from llm_surgeon.plugins.curvature.kfac import kfac_factors
+from llm_surgeon.stats import ModuleTokens, PassOptions, TokenObserver, run_pass
+
+logger = logging.getLogger(__name__)
+
+
+def _at_least(low: int):
+    def check(instance: object, attribute: attrs.Attribute, value: int) -> None:
+        if value < low:
+            raise ValueError(f"{attribute.name} must be >= {low}, got {value}")
+
+    return check
+
+
+@attrs.frozen
+class NearestKFACConfig(GradientConfig):
+    """Options of ``nearest-kfac`` (and those of :class:`GradientConfig`).
+
+    Attributes:
+        rank: number ``R_K`` of Kronecker terms.
+        iterations: power iterations per shot (two passes each).
+        warm_start: start from the previous shot's factors of the same module instead
+            of a K-FAC pass.
+    """
+
+    rank: int = attrs.field(default=1, validator=_at_least(1))
+    iterations: int = attrs.field(default=2, validator=_at_least(1))
+    warm_start: bool = True
+
+
+class _PowerStep(TokenObserver):
+    """Accumulates ``sum_n (x_n^T Q_r x_n) y_n y_n^T`` for every term ``r`` of every module.
+
+    A G step has ``x = a``, ``y = g`` and ``Q_r = A_r``; an A step the reverse.
+    """
+
+    def __init__(self, q: list[Tensor], compute: torch.device, store: torch.device,
+                 g_step: bool) -> None:
+        self.q = [t.to(compute) for t in q]  # (R, d_x, d_x) per module
+        self.store = store
+        self.g_step = g_step
+        self.sums: list[Tensor | None] = [None] * len(q)
+
+    def backward(self, tokens: ModuleTokens) -> None:
+        x, y = (tokens.a, tokens.g) if self.g_step else (tokens.g, tokens.a)
+        q = self.q[tokens.index]
+        out = torch.empty(q.shape[0], y.shape[1], y.shape[1], dtype=y.dtype, device=y.device)
+        for r in range(q.shape[0]):
+            w = ((x @ q[r]) * x).sum(dim=1)  # (T,)
+            torch.matmul((y * w[:, None]).T, y, out=out[r])
+        out = out.to(self.store)
+        i = tokens.index
+        if self.sums[i] is None:
+            self.sums[i] = out
+        else:
+            self.sums[i].add_(out)
+
+    def means(self, count: int, dims: list[int]) -> list[Tensor]:
+        """The sums divided by ``count``: ``(R, d_y, d_y)`` per module (zeros if never seen)."""
+        out = []
+        for q, total, d in zip(self.q, self.sums, dims, strict=True):
+            if total is None:
+                total = torch.zeros(q.shape[0], d, d, dtype=q.dtype, device=self.store)
+            out.append(total / max(count, 1))
+        return out
+
+
+def orthonormalise(x: Tensor, rel_tol: float = 1e-10) -> Tensor:
+    """Gram-Schmidt (twice, for stability) of ``x: (R, d, d)`` in the Frobenius inner product.
+
+    Directions whose norm falls below ``rel_tol`` times the largest input norm are set
+    to zero (they carry nothing of ``M``).
+    """
+    out = x.clone()
+    scale = float(x.flatten(1).norm(dim=1).max()) if x.numel() else 0.0
+    for r in range(out.shape[0]):
+        for _ in range(2):
+            for s in range(r):
+                out[r] -= (out[s] * out[r]).sum() * out[s]
+        norm = float(out[r].norm())
+        out[r] = out[r] / norm if norm > rel_tol * scale and norm > 0 else 0.0
+    return out
+
+
+def rayleigh_ritz(u: Tensor, b: Tensor, rel_tol: float = 1e-10) -> tuple[list[tuple[Tensor, Tensor]], list[float]]:
+    """Best rank-``R`` terms of ``U B^T`` for orthonormal ``u: (R, d_out, d_out)`` and ``b = M^T U``.
+
+    Returns:
+        ``[(G_r, A_r), ...]`` sorted by decreasing singular value (terms below
+        ``rel_tol`` of the first are dropped) and the singular values.
+    """
+    rank = b.shape[0]
+    flat_b = b.flatten(1).double()
+    gram = flat_b @ flat_b.T  # (R, R)
+    eigvals, p = torch.linalg.eigh(gram)
+    order = torch.argsort(eigvals, descending=True)
+    sigma = eigvals[order].clamp_min(0.0).sqrt()
+    p = p[:, order].to(u.dtype)
+    terms: list[tuple[Tensor, Tensor]] = []
+    sigmas: list[float] = []
+    for r in range(rank):
+        s = float(sigma[r])
+        if s <= 0 or s <= rel_tol * float(sigma[0]):
+            break
+        g = torch.einsum("s,sij->ij", p[:, r], u) * s**0.5
+        a = torch.einsum("s,sij->ij", p[:, r], b) / s**0.5
+        if float(g.diagonal().sum()) < 0:
+            g, a = -g, -a
+        terms.append(((g + g.T) / 2, (a + a.T) / 2))
+        sigmas.append(s)
+    return terms, sigmas
+
+
+class NearestKFACCurvature(CurvatureEstimator):
+    """Nearest sum of ``R_K`` Kronecker products to the token-level Fisher, by power iteration."""
+
+    def __init__(self, config: NearestKFACConfig | None = None) -> None:
+        self.config = config or NearestKFACConfig()
+
+    def _initial(self, model: nn.Module, modules: Sequence[PrunableModule],
+                 batches: Sequence[Tensor], previous: Mapping[str, Curvature] | None,
+                 options: PassOptions, device: torch.device, progress: bool):
+        """Starting ``A`` factors ``(R, d_in, d_in)`` per module; K-FAC or warm start."""
+        cfg = self.config
+        starts: list[list[Tensor]] = [[] for _ in modules]
+        cold = []
+        for i, pm in enumerate(modules):
+            d_out, d_in = layer_dims(pm)
+            prev = previous.get(pm.name) if (previous and cfg.warm_start) else None
+            if isinstance(prev, KroneckerCurvature) and (prev.d_out, prev.d_in) == (d_out, d_in):
+                for _, a in prev.factors[: cfg.rank]:
+                    a = torch.eye(d_in) if a is None else a
+                    starts[i].append(a.to(device=device, dtype=options.dtype))
+            else:
+                cold.append(i)
+        seconds_passes = seconds_algebra = 0.0
+        passes = 0
+        if cold:
+            factors, stats, seconds = kfac_factors(
+                model, [modules[i] for i in cold], batches, options=options, device=device,
+                progress=progress,
+            )
+            for i, (_, a) in zip(cold, factors, strict=True):
+                starts[i].append(a)
+            seconds_passes, seconds_algebra, passes = stats.seconds, seconds, 1
+        start = time.perf_counter()
+        out = []
+        for i, pm in enumerate(modules):
+            d_in = layer_dims(pm)[1]
+            gen = torch.Generator().manual_seed(cfg.seed * 7919 + i)
+            while len(starts[i]) < cfg.rank:
+                x = torch.randn(d_in, d_in, generator=gen, dtype=torch.float64)
+                starts[i].append(((x + x.T) / 2).to(device=device, dtype=options.dtype))
+            out.append(orthonormalise(torch.stack(starts[i])))
+        return out, seconds_passes, seconds_algebra + time.perf_counter() - start, passes
+
+    def estimate(
+        self,
+        model: nn.Module,
+        modules: Sequence[PrunableModule],
+        batches: Sequence[Tensor],
+        *,
+        previous: Mapping[str, Curvature] | None = None,
+        progress: bool = True,
+    ) -> CurvatureResult:
+        """``rank`` Kronecker terms per module; ``info["sigma"]`` holds their singular values."""
+        cfg = self.config
+        options = pass_options(cfg)
+        store = factor_device(cfg, model)
+        compute = next(model.parameters()).device
+        v, seconds_passes, seconds_algebra, passes = self._initial(
+            model, modules, batches, previous, options, store, progress
+        )
+        warm = passes == 0
+        u: list[Tensor] = []
+        b: list[Tensor] = []
+        change = 0.0
+        for it in range(cfg.iterations):
+            for g_step in (True, False):
+                observer = _PowerStep(v if g_step else u, compute, store, g_step)
+                stats = run_pass(model, modules, batches, observer, gradients=True, options=options,
+                                 progress=progress,
+                                 desc=f"nearest K-FAC {it + 1}/{cfg.iterations} {'G' if g_step else 'A'}")
+                seconds_passes += stats.seconds
+                passes += 1
+                start = time.perf_counter()
+                sums = observer.means(stats.tokens, [layer_dims(pm)[0 if g_step else 1] for pm in modules])
+                del observer
+                for pm, t in zip(modules, sums, strict=True):
+                    check_finite(pm.name, "nearest K-FAC statistics", t)
+                if g_step:
+                    u = [orthonormalise(t) for t in sums]
+                else:
+                    if b:
+                        change = max(
+                            abs(float(new[0].norm()) - float(old[0].norm())) / max(float(new[0].norm()), 1e-300)
+                            for new, old in zip(sums, b, strict=True)
+                        )
+                    b = sums
+                    if it < cfg.iterations - 1:
+                        v = [orthonormalise(t) for t in sums]
+                seconds_algebra += time.perf_counter() - start
+        start = time.perf_counter()
+        curvatures: dict[str, Curvature] = {}
+        sigma: dict[str, list[float]] = {}
+        for pm, ui, bi in zip(modules, u, b, strict=True):
+            d_out, d_in = layer_dims(pm)
+            terms, sig = rayleigh_ritz(ui, bi)
+            if not terms:  # no signal at all (e.g. a dead layer): a zero curvature
+                terms = [(torch.zeros_like(ui[0]), torch.zeros_like(bi[0]))]
+            check_finite(pm.name, "nearest K-FAC factors", *(t for pair in terms for t in pair))
+            curvatures[pm.name] = KroneckerCurvature(factors=tuple(terms), d_out=d_out, d_in=d_in,
+                                                     info={"sigma": sig})
+            sigma[pm.name] = sig
+        seconds_algebra += time.perf_counter() - start
+        logger.debug("nearest K-FAC: last relative change of sigma_1 %.3g", change)
+        return CurvatureResult(
+            curvatures=curvatures,
+            seconds_passes=seconds_passes,
+            seconds_algebra=seconds_algebra,
+            passes=passes,
+            info={"sigma": sigma, "warm_start": warm, "sigma_relative_change": change,
+                  "rank": cfg.rank, "iterations": cfg.iterations},
+        )

@@ -1,0 +1,139 @@
+"""Unstructured pruning: every weight of ``W`` is a removal candidate.
+
+Costs are the single-weight OBS costs ``theta_ij^2 / (2 [F^-1]_(ij),(ij))`` on the live
+sub-matrix (Optimal Brain Surgeon with ``K = {q}``, as in LLM Surgeon, van der Ouderaa et al., ICLR 2024);
+the selected weights are removed together with correlated updates computed chunk by
+chunk (:meth:`~llm_surgeon.solver.base.CurvatureSolver.remove_elements`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor
+
+from llm_surgeon.curvature import Curvature
+from llm_surgeon.solver import DEFAULT_CHUNK_SIZE, ChunkSize, LiveView, SolverCache
+from llm_surgeon.structures import CandidateSet, ModuleState, Structure, UpdateMode
+
+
+def to_chunk_size(value: Any) -> ChunkSize:
+    """Normalise a chunk-size option: ``None``/``"none"``/``"all"``, ``"row"`` or a positive int."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("none", "all"):
+            return None
+        if text == "row":
+            return "row"
+        if text.isdigit():
+            value = int(text)
+        else:
+            raise ValueError(f"chunk_size must be a positive int, 'row' or 'none', got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"chunk_size must be a positive int, 'row' or 'none', got {value!r}")
+    return value
+
+
+@attrs.frozen
+class ElementConfig:
+    """Options of the ``element`` structure.
+
+    Attributes:
+        chunk_size: removed weights solved jointly per chunk: an int (whole rows packed
+            up to that many weights; larger rows are split), ``"row"`` (one row per
+            chunk) or ``None`` (all at once; small layers only).
+    """
+
+    chunk_size: ChunkSize = attrs.field(default=DEFAULT_CHUNK_SIZE, converter=to_chunk_size)
+
+
+def full_element_costs(state: ModuleState, curvature: Curvature, cache: SolverCache) -> Tensor:
+    """Single-weight removal costs of every weight of ``W``; dead weights cost 0.
+
+    Returns:
+        ``(d_out, d_w)`` float64 on the CPU (``d_w``: columns of ``W``, bias excluded).
+    """
+    view = LiveView.of(state.mask, state.pm.has_bias)
+    theta = state.theta()
+    costs = torch.zeros(view.d_out, view.d_in, dtype=torch.float64)
+    if len(view.rows) and len(view.cols):
+        solver = cache.get(curvature, view)
+        costs = view.scatter(costs, solver.element_costs(view.restrict(theta)).cpu())
+    d_w = state.mask.shape[1]
+    return costs[:, :d_w] * state.mask.cpu()
+
+
+def remove_weights(
+    state: ModuleState,
+    curvature: Curvature,
+    removed: Tensor,
+    update: UpdateMode,
+    chunk_size: ChunkSize,
+    cache: SolverCache,
+) -> float:
+    """Remove the weights ``removed`` (``(d_out, d_w)`` bool) of ``state``'s module.
+
+    Already dead weights in ``removed`` are ignored. The module's weights and mask are
+    updated in place.
+
+    Returns:
+        The predicted increase of the quadratic loss model.
+    """
+    new = removed.cpu() & state.mask.cpu()
+    if not bool(new.any()):
+        cache.discard(curvature)
+        return 0.0
+    view = LiveView.of(state.mask, state.pm.has_bias)
+    solver = cache.get(curvature, view, pop=True)
+    theta = state.theta()
+    removed_full = torch.zeros(view.d_out, view.d_in, dtype=torch.bool)
+    removed_full[:, : new.shape[1]] = new
+    sub, cost = solver.remove_elements(
+        view.restrict(theta),
+        view.restrict(removed_full).to(theta.device),
+        chunk_size=chunk_size,
+        update=UpdateMode(update) is UpdateMode.FULL,
+    )
+    state.mask = state.mask & ~new.to(state.mask.device)
+    state.set_theta(view.scatter(theta, sub))
+    return float(cost)
+
+
+class ElementStructure(Structure):
+    """Every weight of ``W`` (bias excluded) is a candidate; one group ``elements``.
+
+    Args:
+        config: the structure's options.
+    """
+
+    def __init__(self, config: ElementConfig | None = None):
+        self.config = config or ElementConfig()
+        self.cache = SolverCache()
+
+    @property
+    def chunk_size(self) -> ChunkSize:
+        """Chunk size of the correlated updates."""
+        return self.config.chunk_size
+
+    def candidates(self, state: ModuleState, curvature: Curvature) -> CandidateSet:
+        costs = full_element_costs(state, curvature, self.cache)
+        numel = costs.numel()
+        dead = numel - int(state.mask.sum())
+        return CandidateSet(
+            costs={"elements": costs.flatten()},
+            remaining=lambda counts: numel - max(int(counts["elements"]), dead),
+        )
+
+    def apply(
+        self,
+        state: ModuleState,
+        curvature: Curvature,
+        selected: dict[str, Tensor],
+        update: UpdateMode,
+    ) -> float:
+        removed = selected["elements"].reshape(state.mask.shape).to(torch.bool)
+        return remove_weights(state, curvature, removed, update, self.chunk_size, self.cache)

@@ -1,0 +1,129 @@
+"""Semi-structured N:M pruning: groups of ``M`` consecutive inputs of each row.
+
+Registered as ``n:m``; ``--structure 2:4`` maps to ``n=2, m=4``. In every group the
+``n`` cheapest weights (single-weight OBS costs on the live sub-matrix; already removed
+weights cost 0 and come first) are the group's candidates, so a global threshold can
+never take more than ``n`` weights from a group, and taking every candidate (the final
+shot) leaves exactly ``m - n`` weights in every group: the final size is ``1 - n/m``.
+Removal uses the chunked correlated element updates of the ``element`` structure.
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import attrs
+import torch
+from torch import Tensor
+
+from llm_surgeon.curvature import Curvature
+from llm_surgeon.errors import ConfigError
+from llm_surgeon.plugins.structures.element import full_element_costs, remove_weights, to_chunk_size
+from llm_surgeon.solver import DEFAULT_CHUNK_SIZE, ChunkSize, SolverCache
+from llm_surgeon.structures import CandidateSet, ModuleState, Structure, UpdateMode
+
+
+def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a positive int, got {value!r}")
+
+
+@attrs.frozen
+class NMConfig:
+    """Options of the ``n:m`` structure.
+
+    Attributes:
+        n: weights removed from every group at the end.
+        m: group size (consecutive inputs of a row); ``0 < n < m``.
+        chunk_size: chunk size of the correlated updates (see ``element``).
+    """
+
+    n: int = attrs.field(default=2, validator=_positive)
+    m: int = attrs.field(default=4, validator=_positive)
+    chunk_size: ChunkSize = attrs.field(default=DEFAULT_CHUNK_SIZE, converter=to_chunk_size)
+
+    def __attrs_post_init__(self) -> None:
+        if not self.n < self.m:
+            raise ValueError(f"N:M structure needs 0 < n < m, got n={self.n}, m={self.m}")
+
+
+class NMStructure(Structure):
+    """One group ``elements``: the ``n`` cheapest weights of every group of ``m`` inputs.
+
+    Costs are ordered as ``(d_out, d_w // m, n)`` flattened.
+
+    Args:
+        config: the structure's options.
+    """
+
+    def __init__(self, config: NMConfig | None = None):
+        self.config = config or NMConfig()
+        self.cache = SolverCache()
+        # Candidate positions of each module's last candidates() call, for apply().
+        self._positions: weakref.WeakKeyDictionary[ModuleState, tuple[int, int, Tensor]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def n(self) -> int:
+        """Weights removed per group at the end."""
+        return self.config.n
+
+    @property
+    def m(self) -> int:
+        """Group size."""
+        return self.config.m
+
+    @property
+    def implied_size(self) -> float:
+        return 1.0 - self.n / self.m
+
+    def _groups(self, state: ModuleState, costs: Tensor) -> Tensor:
+        d_out, d_w = costs.shape
+        if d_w % self.m:
+            raise ConfigError(
+                f"{self.n}:{self.m} structure: module {state.pm.name} has {d_w} inputs, "
+                f"not a multiple of M={self.m}"
+            )
+        return costs.reshape(d_out, d_w // self.m, self.m)
+
+    def _candidates(self, state: ModuleState, curvature: Curvature) -> tuple[Tensor, Tensor]:
+        costs = full_element_costs(state, curvature, self.cache)
+        groups = self._groups(state, costs)
+        dead = self._groups(state, ~state.mask.cpu())
+        # Dead weights go first in their group (cost -1 for the ordering only).
+        order_costs = torch.where(dead, torch.full_like(groups, -1.0), groups)
+        values, positions = torch.topk(order_costs, self.n, dim=2, largest=False, sorted=True)
+        positions = positions.to(torch.uint8 if self.m <= 256 else torch.int16)
+        self._positions[state] = (id(curvature), int(state.mask.sum()), positions)
+        return values.clamp_min(0.0), positions
+
+    def candidates(self, state: ModuleState, curvature: Curvature) -> CandidateSet:
+        values, _ = self._candidates(state, curvature)
+        numel = state.mask.numel()
+        dead = numel - int(state.mask.sum())
+        return CandidateSet(
+            costs={"elements": values.flatten()},
+            remaining=lambda counts: numel - max(int(counts["elements"]), dead),
+        )
+
+    def apply(
+        self,
+        state: ModuleState,
+        curvature: Curvature,
+        selected: dict[str, Tensor],
+        update: UpdateMode,
+    ) -> float:
+        cached = self._positions.pop(state, None)
+        if cached is not None and cached[:2] == (id(curvature), int(state.mask.sum())):
+            positions = cached[2]
+        else:
+            _, positions = self._candidates(state, curvature)
+            self._positions.pop(state, None)
+        d_out, d_w = state.mask.shape
+        chosen = selected["elements"].cpu().to(torch.bool).reshape(positions.shape)
+        removed = torch.zeros(d_out, d_w // self.m, self.m, dtype=torch.bool)
+        removed.scatter_(2, positions.long(), chosen)
+        return remove_weights(
+            state, curvature, removed.reshape(d_out, d_w), update, self.config.chunk_size, self.cache
+        )

@@ -1,0 +1,92 @@
+"""Benchmark profiles are valid run configurations with the documented settings."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench import profiles
+from llm_surgeon.config import RunConfig
+
+
+@pytest.mark.parametrize("name", profiles.names())
+def test_profile_runs_are_run_configs(name):
+    runs = profiles.expand(profiles.get(name))
+    assert runs, name
+    ids = [r.id for r in runs]
+    assert len(ids) == len(set(ids)), "run ids must be unique within a profile"
+    for run in runs:
+        config = RunConfig.from_dict(run.config)
+        assert config.out is None
+        assert config.calibration.data.split == "validation"
+        assert config.evaluation.data.split == "test"
+        # The dictionary round-trips (RunConfig.to_dict is what records store).
+        assert RunConfig.from_dict(config.to_dict()) == config
+
+
+@pytest.mark.parametrize("name", profiles.names())
+def test_profile_runs_pass_validation(name):
+    """Plugin names, options, structures and sequence lengths are accepted before loading."""
+    validate = pytest.importorskip("llm_surgeon.validate")
+    seen = set()
+    for run in profiles.expand(profiles.get(name)):
+        c = run.config
+        combo = (c["method"], c["structure"], c["calibration"]["seqlen"], c["evaluation"]["seqlen"],
+                 bool(c.get("lora")))
+        if combo in seen:
+            continue
+        seen.add(combo)
+        validate.validate_run(RunConfig.from_dict(run.config))
+
+
+def test_profile_settings_match_the_issue():
+    quick = [RunConfig.from_dict(r.config) for r in profiles.expand(profiles.get("quick"))]
+    assert {(c.calibration.nsamples, c.calibration.seqlen) for c in quick} == {(16, 256)}
+    assert {(c.evaluation.windows, c.evaluation.seqlen) for c in quick} == {(16, 512)}
+    assert {c.model for c in quick} == {"smollm2-135m"}
+
+    cpu = [RunConfig.from_dict(r.config) for r in profiles.expand(profiles.get("cpu"))]
+    assert {(c.calibration.nsamples, c.calibration.seqlen) for c in cpu} == {(32, 512)}
+    assert {(c.evaluation.windows, c.evaluation.seqlen) for c in cpu} == {(64, 512)}
+    structured = {(c.method, c.target_size) for c in cpu if c.structure == "row-col" and not c.lora.enabled}
+    assert structured == {(m, t) for m in ("surgeon", "kobd", "lobd", "magnitude") for t in (0.9, 0.8, 0.7)}
+    for structure in ("element", "2:4"):
+        methods = {c.method for c in cpu if c.structure == structure and not c.lora.enabled}
+        assert methods == {"surgeon", "sparsegpt", "wanda", "magnitude"}
+    assert all(c.shots == 5 for c in cpu if c.method in ("surgeon", "kobd", "lobd"))
+    lora = {(c.structure, c.target_size) for c in cpu if c.lora.enabled}
+    assert lora == {("row-col", 0.8), ("row-col", 0.7), ("element", 0.5)}
+
+    paper = [RunConfig.from_dict(r.config) for r in profiles.expand(profiles.get("paper"))]
+    assert {(c.calibration.nsamples, c.calibration.seqlen) for c in paper} == {(128, 2048)}
+    assert {c.evaluation.windows for c in paper} == {None}
+    assert {c.shots for c in paper if c.method == "surgeon" and c.structure == "row-col"} == {40}
+
+    ci = [RunConfig.from_dict(r.config) for r in profiles.expand(profiles.get("ci"))]
+    assert max(c.calibration.nsamples * c.calibration.seqlen for c in ci) <= 4 * 128
+    assert len(ci) <= 3
+
+
+def test_expand_overrides_model_data_dir_and_device():
+    runs = profiles.expand(profiles.get("paper"), model="/models/llama", data_dir="/data/wt2",
+                           device="cuda")
+    for run in runs:
+        c = RunConfig.from_dict(run.config)
+        assert c.model == "/models/llama"
+        assert c.device == "cuda"
+        assert c.calibration.data.data_dir == "/data/wt2"
+        assert c.evaluation.data.data_dir == "/data/wt2"
+    # The profile itself is untouched.
+    assert profiles.expand(profiles.get("paper"))[0].config["model"] == profiles.DEFAULT_MODEL
+
+
+def test_merge_is_deep_and_copies():
+    base = {"a": 1, "n": {"x": 1, "y": {"z": 2}}}
+    out = profiles.merge(base, {"n": {"y": {"w": 3}}, "b": 2})
+    assert out == {"a": 1, "b": 2, "n": {"x": 1, "y": {"z": 2, "w": 3}}}
+    out["n"]["x"] = 5
+    assert base["n"]["x"] == 1
+
+
+def test_unknown_profile_lists_valid_names():
+    with pytest.raises(KeyError, match="quick"):
+        profiles.get("quik")

@@ -1,0 +1,107 @@
+"""Rendering of synthetic records: Markdown table with the numbers, PNG figures."""
+
+from __future__ import annotations
+
+import pytest
+from fake_reports import fake_report
+
+from bench import figures, records, render
+from bench.profiles import BenchRun, expand, get
+from llm_surgeon.config import RunConfig
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def _store(tmp_path, profile="quick"):
+    """Records for every run of ``profile`` (one failed), with distinct perplexities."""
+    stored = []
+    prov = {"git": {"commit": "a" * 40, "dirty": True},
+            "machine": {"platform": "Linux-test", "cpu_count": 2, "torch_threads": 2, "device": "cpu"},
+            "model_mb": 513.0, "wall_seconds": 1.0}
+    for i, run in enumerate(expand(get(profile))):
+        config = RunConfig.from_dict(run.config)
+        key = records.run_key(run.profile, run.id, config.to_dict())
+        if run.id == "wanda-element-0.7":
+            record = records.failed(run, key, RuntimeError("no wanda today"), started_at=records.now(),
+                                    provenance=prov)
+        else:
+            report = fake_report(config, ppl_after=20.0 + 1.5 * i, per_shot=config.shots > 1)
+            record = records.from_report(run, key, report, started_at=records.now(), provenance=prov)
+        records.write(tmp_path, record)
+        stored.append(record)
+    return stored
+
+
+def test_results_markdown_contains_the_numbers(tmp_path):
+    stored = _store(tmp_path)
+    path = render.render(tmp_path)
+    text = path.read_text()
+    assert path == tmp_path / "RESULTS.md"
+    assert "## Profile `quick`" in text
+    for record in stored:
+        assert record["run_id"] in text
+        if record["status"] == "ok":
+            assert f"| {record['ppl_after']:.2f} |" in text
+            assert f"{100 * record['outside_passes_ratio']:.0f}%" in text
+    assert "wanda-element-0.7 (failed)" in text and "no wanda today" in text
+    assert "Dense perplexity: 17.25." in text
+    assert "16 × 256 tokens of WikiText-2 validation" in text
+    assert "16 windows × 512 tokens of WikiText-2 test" in text
+    assert "aaaaaaaaaa (with uncommitted changes)" in text
+    assert "513 MB" in text
+    # rows follow the profile's order
+    ids = [r["id"] for r in get("quick").runs]
+    positions = [text.index(f"| {i}") for i in ids]
+    assert positions == sorted(positions)
+
+
+def test_figures_are_png_files(tmp_path):
+    _store(tmp_path)
+    render.render(tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    for name in ("quick-ppl-vs-size.png", "quick-sparsity.png", "quick-ppl-per-shot.png"):
+        png = tmp_path / "figures" / name
+        assert png.read_bytes()[:8] == PNG_MAGIC, name
+        assert png.stat().st_size > 5000
+        assert f"(figures/{name})" in text
+
+
+def test_table_of_one_record_has_one_row_per_record():
+    config = RunConfig(model="m", method="surgeon", structure="row-col", target_size=0.8, shots=2)
+    run = BenchRun("p", "r", config.to_dict())
+    record = records.from_report(run, "k", fake_report(config, ppl_after=42.5),
+                                 started_at=records.now(), provenance={})
+    lines = render.table([record, record]).splitlines()
+    assert len(lines) == 4
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    assert len(cells) == len(render._COLUMNS)
+    assert cells[:8] == ["r", "surgeon", "kfac", "row-col", "0.8", "0.7990", "2", "42.50"]
+    assert cells[8] == "19"  # total seconds: 12 + 3.5 * 2
+
+
+def test_remaining_by_layer_and_role_matches_a_direct_count():
+    modules = [
+        {"layer": 0, "role": "q", "parameters": 100, "remaining": 50},
+        {"layer": 0, "role": "up", "parameters": 300, "remaining": 300},
+        {"layer": 1, "role": "q", "parameters": 100, "remaining": 10},
+        {"layer": 1, "role": "up", "parameters": 300, "remaining": 30},
+    ]
+    curves = figures.remaining_by_layer_and_role(modules)
+    assert curves["all"] == pytest.approx({0: 350 / 400, 1: 40 / 400})
+    assert curves["q"] == pytest.approx({0: 0.5, 1: 0.1})
+    assert curves["up"] == pytest.approx({0: 1.0, 1: 0.1})
+
+
+def test_shot_curve_starts_dense_and_ends_with_the_final_ppl():
+    record = {"ppl_before": 10.0, "ppl_after": 14.0,
+              "shot_log": [{"shot": 1, "ppl": 11.0}, {"shot": 2, "ppl": 12.0}, {"shot": 3, "ppl": None}]}
+    assert figures.shot_curve(record) == [(0, 10.0), (1, 11.0), (2, 12.0), (3, 14.0)]
+    assert figures.shot_curve({"ppl_before": 1.0, "shot_log": [{"shot": 1}]}) is None
+
+
+def test_nothing_to_draw_writes_nothing(tmp_path):
+    assert figures.ppl_vs_size([], tmp_path / "a.png") is None
+    assert figures.sparsity([{"status": "failed", "method": "surgeon"}], tmp_path / "b.png") is None
+    assert not list(tmp_path.iterdir())
+    text = render.render(tmp_path).read_text()
+    assert "No records yet" in text

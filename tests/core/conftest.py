@@ -1,0 +1,115 @@
+"""Fixtures for core tests: a registry of small fake plugins, independent of the built-ins."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import attrs
+import pytest
+
+from llm_surgeon.hookspecs import hookimpl
+
+
+class FakeMethod:
+    """Fake method with a curvature."""
+
+    default_curvature = "fake-kfac"
+    structures = None
+
+
+class ElementOnlyMethod:
+    """Fake method that supports only element-wise pruning."""
+
+    default_curvature = "fake-kfac"
+    structures = ("element",)
+
+
+class NoCurvatureMethod:
+    """Fake method without a curvature estimator."""
+
+    default_curvature = None
+    structures = None
+
+
+@attrs.frozen
+class FakeKfacConfig:
+    rank: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    iterations: int = 1
+    fisher_type: str = "empirical"
+
+
+@attrs.frozen
+class RowColConfig:
+    chunk_size: int = 0
+
+
+@attrs.frozen
+class NMConfig:
+    n: int = 2
+    m: int = 4
+
+
+class Fake:
+    """Object-style plugin for tests."""
+
+    @hookimpl
+    def register_methods(self, register):
+        register("fake", FakeMethod)
+        register("element-only", ElementOnlyMethod)
+        register("no-curvature", NoCurvatureMethod)
+
+    @hookimpl
+    def register_curvatures(self, register):
+        register("fake-kfac", lambda config: config, config=FakeKfacConfig, description="fake KFAC")
+        register("plain", lambda: None, description="no options")
+
+    @hookimpl
+    def register_structures(self, register):
+        register("element", object, description="elements")
+        register("row-col", lambda config: config, config=RowColConfig, description="rows and columns")
+        register("n:m", lambda config: config, config=NMConfig, description="N:M")
+
+
+@pytest.fixture
+def fake_registry(monkeypatch):
+    """The process-wide registry replaced by built-in adapters plus :class:`Fake` plugins."""
+    import llm_surgeon.plugins.architectures as architectures
+    from llm_surgeon import registry as registry_module
+
+    reg = registry_module.Registry()
+    reg.add_plugin(architectures, "architectures", "llm-surgeon", "0.1.0")
+    reg.add_plugin(Fake(), "fake", "fake-dist", "9.9")
+    monkeypatch.setattr(registry_module, "_registry", reg)
+    return reg
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if any weights are loaded or the runner starts."""
+    from llm_surgeon import models
+
+    def fail(*args, **kwargs):
+        raise AssertionError("model weights were loaded")
+
+    monkeypatch.setattr(models, "load_model", fail)
+    runner = types.ModuleType("llm_surgeon.runner")
+    runner.prune = fail
+    monkeypatch.setitem(sys.modules, "llm_surgeon.runner", runner)
+
+
+@pytest.fixture
+def fake_runner(monkeypatch):
+    """A stand-in ``llm_surgeon.runner`` recording the configs it is given."""
+    calls = []
+
+    def prune(config, *, progress=True, overwrite=False):
+        calls.append((config, progress))
+        return {"model": config.model, "method": config.method, "curvature": config.curvature,
+                "structure": config.structure, "target_size": config.target_size,
+                "achieved_size": config.target_size, "ppl_before": 20.0, "ppl_after": 25.5}
+
+    runner = types.ModuleType("llm_surgeon.runner")
+    runner.prune = prune
+    monkeypatch.setitem(sys.modules, "llm_surgeon.runner", runner)
+    return calls
