@@ -152,15 +152,38 @@ def _from_pretrained(loader: Any, source: ModelSource, **kwargs: Any) -> Any:
             ) from exc2
 
 
+#: (source, file identity, trust_remote_code) -> config; GGUF metadata takes seconds to parse.
+_CONFIG_CACHE: dict[tuple, PretrainedConfig] = {}
+
+
+def _file_identity(source: ModelSource) -> tuple | None:
+    """``(size, mtime)`` of the file that holds a local model's config, ``None`` for the hub."""
+    if source.kind == "hub":
+        return None
+    path = Path(source.path) / (source.gguf_file or "config.json")
+    stat = path.stat()
+    return (stat.st_size, stat.st_mtime_ns)
+
+
 def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedConfig:
     """The model's configuration, without reading any weights (used for validation).
 
-    For GGUF files the configuration comes from the file's metadata.
+    For GGUF files the configuration comes from the file's metadata. Results for local
+    files are cached while the file is unchanged; a fresh copy is returned each time.
     """
+    import copy
+
     from transformers import AutoConfig
 
     source = resolve_model_path(spec)
-    return _from_pretrained(AutoConfig, source, trust_remote_code=trust_remote_code)
+    identity = _file_identity(source)
+    key = (source, identity, trust_remote_code)
+    if identity is None or key not in _CONFIG_CACHE:
+        config = _from_pretrained(AutoConfig, source, trust_remote_code=trust_remote_code)
+        if identity is None:
+            return config
+        _CONFIG_CACHE[key] = config
+    return copy.deepcopy(_CONFIG_CACHE[key])
 
 
 def context_length(config: PretrainedConfig) -> int | None:

@@ -202,7 +202,7 @@ class _Pass:
         pm = self.modules[index]
         tokens = ModuleTokens(index, x, pm.has_bias, self.options.dtype, self.batch_shape, self.grams)
         self._timed(self.observer.forward, tokens)
-        if self.gradients:
+        if self.gradients and output.requires_grad:
             output.register_hook(partial(self.grad_hook, index, x))
 
     def grad_hook(self, index: int, x: Tensor, grad: Tensor) -> None:
@@ -310,13 +310,12 @@ def run_pass(
 def _forward_backward(model: nn.Module, batch: Tensor, state: _Pass, options: PassOptions,
                       generator: torch.Generator | None) -> None:
     """Forward one batch, then one backward pass per label sample (to the embedding leaf)."""
-    with torch.enable_grad():
+    with torch.enable_grad():  # also when the caller runs under ``torch.no_grad()``
         logits = model(input_ids=batch, use_cache=False).logits
-    leaves, state.leaves = state.leaves, []
-    logits = logits[:, :-1].reshape(-1, logits.shape[-1])
-    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16/fp16 -> fp32
-    all_labels = _labels(logits, batch, options, generator)
-    with torch.enable_grad():
+        leaves, state.leaves = state.leaves, []
+        logits = logits[:, :-1].reshape(-1, logits.shape[-1])
+        logits = logits.to(torch.promote_types(logits.dtype, torch.float32))  # bf16/fp16 -> fp32
+        all_labels = _labels(logits, batch, options, generator)
         for k, labels in enumerate(all_labels):
             loss = F.cross_entropy(logits, labels, reduction="sum")
             torch.autograd.grad(loss, leaves, retain_graph=k < len(all_labels) - 1)

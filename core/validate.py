@@ -169,14 +169,11 @@ def validate_run(
     Raises:
         ConfigError: the first problem found, as one clear message.
     """
-    from llm_surgeon.models import resolve_model_path, torch_dtype
+    from llm_surgeon.models import torch_dtype
     from llm_surgeon.registry import Kind, get_registry
     from llm_surgeon.schedule import get_schedule
 
     registry = registry if registry is not None else get_registry()
-    if check_model:
-        resolve_model_path(config.model)  # cheap: a missing local model fails first
-
     method = registry.get(Kind.METHOD, config.method)
     method_config = method.make_config(**config.method_options)
 

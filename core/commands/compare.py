@@ -48,7 +48,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--structures", type=_comma_list, default=["element"],
                    help="comma-separated structures, e.g. element,2:4,row-col (default: element)")
     p.add_argument("--target-sizes", type=lambda t: [float(x) for x in _comma_list(t)], default=[0.5],
-                   help="comma-separated fractions kept (default: 0.5); N:M structures use N/M")
+                   help="comma-separated fractions kept (default: 0.5); N:M structures use 1 - N/M")
     p.add_argument("--shots", default=None, metavar="N|METHOD=N,...",
                    help="shots for every method, or per method (default: the method's own "
                    "default, 1 for the layer-wise baselines, else 5)")
@@ -163,11 +163,11 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
             method_shots = method_attribute(record, None, "default_shots", None)
         for structure in args.structures:
             nm = parse_nm(structure)
-            sizes = [nm[0] / nm[1]] if nm else args.target_sizes
+            sizes = [1.0 - nm[0] / nm[1]] if nm else args.target_sizes
             for target in sizes:
                 data = dict(base, method=method, structure=structure, target_size=target,
                             method_options=options[method], save_model=bool(args.save_models),
-                            out=str(runs_dir / _slug(method, structure, target)), overwrite=True)
+                            out=str(runs_dir / _slug(method, structure, target)))
                 if method_shots is not None:
                     data["shots"] = method_shots
                 entry: dict[str, Any] = {"method": method, "structure": structure, "target_size": target}

@@ -30,7 +30,7 @@ ChunkSize = int | Literal["row"] | None
 DEFAULT_CHUNK_SIZE: ChunkSize = 256
 
 #: Above this many weights removed in one chunk, ``E_K F^-1 E_K^T`` is not formed.
-MAX_JOINT = 16384
+MAX_JOINT = 8192
 
 
 class UnsupportedCurvatureError(ConfigError):

@@ -80,6 +80,7 @@ def remove_elements_rank1(
     check_joint(max(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)), chunk_size)
     first_row = rows_all[torch.tensor(bounds[:-1], device=flat.device)].tolist()
     last_row = rows_all[torch.tensor(bounds[1:], device=flat.device) - 1].tolist()
+    single_row = [a == b for a, b in zip(first_row, last_row, strict=True)]
 
     values = theta.view(-1)[flat]
     x_all = torch.zeros_like(theta)  # the multipliers alpha of every chunk, scattered
@@ -99,11 +100,19 @@ def remove_elements_rank1(
             lo, hi = bounds[c], bounds[c + 1]
             rows, cols = rows_all[lo:hi], cols_all[lo:hi]
             a_rows = a_inv.index_select(0, cols)  # (k, d_in) = A^-1[j, :]
-            current = values[lo:hi] - (pending.index_select(0, rows - s) * a_rows).sum(dim=1)
-            system = g_inv[rows[:, None], rows[None, :]] * a_rows[:, cols]
-            alpha = solve_spd(system, current)
+            if single_row[c]:
+                r = first_row[c]
+                current = values[lo:hi] - a_rows @ pending[r - s]
+                system = a_rows.index_select(1, cols).mul_(g_inv[r, r])
+                alpha = solve_spd(system, current)
+                pending.index_add_(1, cols, torch.outer(g_cols[:, r], alpha))
+            else:
+                current = values[lo:hi] - (pending.index_select(0, rows - s) * a_rows).sum(dim=1)
+                g_rows = g_inv.index_select(0, rows).index_select(1, rows)
+                system = g_rows.mul_(a_rows.index_select(1, cols))
+                alpha = solve_spd(system, current)
+                pending.index_add_(1, cols, g_cols.index_select(1, rows) * alpha)
             x_flat[flat[lo:hi]] = alpha
-            pending.index_add_(1, cols, g_cols.index_select(1, rows) * alpha)
         done = max(done, e)
         i = j + 1
     new = theta - (g_inv @ x_all) @ a_inv

@@ -40,9 +40,9 @@ class DampedFactor:
     escalations: int
 
     def inverse(self) -> Tensor:
-        """``matrix^-1``, ``(n, n)``, symmetrised."""
-        inv = torch.cholesky_inverse(self.cholesky)
-        return (0.5 * (inv + inv.T)).contiguous()
+        """``matrix^-1``, ``(n, n)``, row-major."""
+        # The result is exactly symmetric and column-major: its transpose is a row-major copy.
+        return torch.cholesky_inverse(self.cholesky).T
 
     def sub(self, idx: Tensor) -> DampedFactor:
         """The principal sub-block ``matrix[idx][:, idx]`` (no re-damping), refactorised."""
@@ -79,20 +79,21 @@ def damped_cholesky(
     m = matrix.to(torch.float64)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"{name} must be a square matrix, got shape {tuple(m.shape)}")
-    if not torch.isfinite(m).all():
+    if not torch.isfinite(m.sum()):  # NaN and inf propagate into the sum
         raise NumericalError(f"{name} ({m.shape[0]}x{m.shape[0]}) has non-finite entries")
-    m = 0.5 * (m + m.T)
+    m = m.add(m.T).mul_(0.5)
     scale = float(m.diagonal().mean()) if m.shape[0] else 1.0
     if not scale > 0.0:
         scale = 1.0
-    eye = torch.eye(m.shape[0], dtype=m.dtype, device=m.device)
     lam = float(damping)
     tried = lam
     for attempt in range(max_escalations + 1):
         tried = lam
-        damped = m + (lam * scale) * eye if lam > 0 else m
+        damped = m.clone() if lam > 0 else m
+        if lam > 0:
+            damped.diagonal().add_(lam * scale)
         chol, info = torch.linalg.cholesky_ex(damped)
-        if int(info) == 0 and torch.isfinite(chol).all():
+        if int(info) == 0:
             if attempt:
                 log.warning("%s: damping escalated %d time(s) to %.3g", name, attempt, lam)
             return DampedFactor(damped, chol, lam, attempt)

@@ -8,10 +8,11 @@
   first and never come back) and the N:M pattern.
 
 Sparsity is uniform: every module keeps ``target_size`` of its weights, as in both
-papers. N:M means *N weights kept in every group of M consecutive inputs of a row*
-(2:4 keeps 2 of 4). With several shots, a shot whose target is above ``N/M`` removes
-up to ``M - N`` weights per group (the lowest-scoring ones), so the final shot reaches
-the exact pattern.
+papers. N:M follows the ``n:m`` structure (and SparseGPT's ``prunen:prunem``): *N weights
+removed from every group of M consecutive inputs of a row* (2:4 removes 2 of 4; the
+final size is ``1 - N/M``). With several shots, a shot whose target is above ``1 - N/M``
+removes up to ``N`` weights per group (the lowest-scoring ones), so the final shot
+reaches the exact pattern.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def structure_nm(session: PruningSession) -> tuple[int, int] | None:
-    """``(n, m)`` if the session prunes N:M (n kept of every m), ``None`` for elements.
+    """``(n, m)`` if the session prunes N:M (n removed of every m), ``None`` for elements.
 
     Raises:
         ConfigError: for structures the layer-wise methods do not support.
@@ -93,15 +94,20 @@ def select_lowest(
     return removed
 
 
-def nm_protected(scores: Tensor, n: int, m: int, forced: Tensor | None = None) -> Tensor:
-    """Weights an N:M pattern keeps: the ``n`` highest scores of each group of ``m`` columns.
+def nm_kept(nm: tuple[int, int]) -> float:
+    """Fraction of weights an N:M pattern keeps, ``1 - n/m``."""
+    return 1.0 - nm[0] / nm[1]
+
+
+def nm_protected(scores: Tensor, kept: int, m: int, forced: Tensor | None = None) -> Tensor:
+    """Weights a group pattern keeps: the ``kept`` highest scores of each group of ``m`` columns.
 
     Already-removed (``forced``) weights are never kept. Trailing columns that do not
     fill a group (``cols % m``) are all kept.
 
     Args:
         scores: ``(rows, cols)``.
-        n, m: keep ``n`` of every ``m``.
+        kept, m: keep ``kept`` of every ``m`` (``m - n`` for an N:M structure).
         forced: ``(rows, cols)`` bool, already removed.
 
     Returns:
@@ -115,7 +121,7 @@ def nm_protected(scores: Tensor, n: int, m: int, forced: Tensor | None = None) -
     keep = torch.ones(rows, cols, dtype=torch.bool, device=scores.device)
     if full:
         groups = s[:, :full].reshape(rows, full // m, m)
-        idx = torch.topk(groups, n, dim=2, largest=True).indices
+        idx = torch.topk(groups, kept, dim=2, largest=True).indices
         g_keep = torch.zeros_like(groups, dtype=torch.bool).scatter_(2, idx, True)
         keep[:, :full] = g_keep.reshape(rows, full)
     if forced is not None:
@@ -169,9 +175,9 @@ class LayerwiseMethod(Method):
         """Propagate the calibration data layer by layer, pruning every module to ``target_size``."""
         nm = structure_nm(session)
         keep = float(target_size)
-        if nm is not None and keep < nm[0] / nm[1] - 1e-9:
+        if nm is not None and keep < nm_kept(nm) - 1e-9:
             log.warning("target size %.4f is below what %d:%d implies (%.4f); pruning to the "
-                        "N:M pattern", keep, nm[0], nm[1], nm[0] / nm[1])
+                        "N:M pattern", keep, nm[0], nm[1], nm_kept(nm))
         shot_log = ShotLog(shot=shot, target=target_size)
         states = {id(s.pm.module): s for s in session.states}
         solver_seconds = 0.0

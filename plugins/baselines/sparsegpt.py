@@ -47,6 +47,7 @@ from llm_surgeon.curvature import Damping, KroneckerCurvature
 from llm_surgeon.errors import ConfigError, NumericalError
 from llm_surgeon.plugins.baselines._layerwise import (
     LayerwiseMethod,
+    nm_kept,
     nm_protected,
     select_lowest,
     write_back,
@@ -192,9 +193,9 @@ def sparsegpt_prune(
         hessian: ``H: (d_in, d_in)`` undamped, same dtype and device.
         keep: fraction of weights to keep (``1 - sparsity``); ignored with ``fixed_removed``.
         alive: ``(d_out, d_in)`` bool of weights still alive (dead ones stay removed).
-        nm: ``(n, m)``: keep n of every m consecutive inputs. With ``keep > n/m`` (an
-            intermediate shot) the block's lowest scores among each group's ``m - n``
-            candidates are removed instead.
+        nm: ``(n, m)``: remove n of every m consecutive inputs. With ``keep > 1 - n/m``
+            (an intermediate shot) the block's lowest scores among each group's ``n``
+            lowest are removed instead.
         blocksize: columns per lazy-update block.
         percdamp: relative dampening.
         selection: ``block`` or ``row`` (see :class:`SparseGPTConfig`).
@@ -219,7 +220,7 @@ def sparsegpt_prune(
 
     upper, damp, escalations = inverse_cholesky(h, percdamp)
     remove = 1.0 - keep
-    final_nm = nm is not None and keep <= nm[0] / nm[1] + 1e-9
+    final_nm = nm is not None and keep <= nm_kept(nm) + 1e-9
     if nm is not None:
         blocksize = max(nm[1], blocksize - blocksize % nm[1])
     per_row = selection == "row"
@@ -235,14 +236,14 @@ def sparsegpt_prune(
         r1 = removed[:, i1:i2]
         if fixed_removed is None and not final_nm:
             scores = w1.square() / diag.square()
-            protected = None if nm is None else nm_protected(scores, nm[0], nm[1], r1)
+            protected = None if nm is None else nm_protected(scores, nm[1] - nm[0], nm[1], r1)
             count = _block_counts(d_out, i1, i2, remove, per_row)
             r1 = select_lowest(scores, count, forced=r1, protected=protected, per_row=per_row)
         for j in range(i2 - i1):
             if fixed_removed is None and final_nm and j % nm[1] == 0 and j + nm[1] <= i2 - i1:
                 group = slice(j, j + nm[1])
                 scores = w1[:, group].square() / diag[group].square()
-                r1[:, group] |= ~nm_protected(scores, nm[0], nm[1], r1[:, group])
+                r1[:, group] |= ~nm_protected(scores, nm[1] - nm[0], nm[1], r1[:, group])
             w = w1[:, j]
             q = torch.where(r1[:, j], torch.zeros_like(w), w)
             err = (w - q) / diag[j]

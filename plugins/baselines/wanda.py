@@ -25,6 +25,7 @@ from torch import Tensor
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.plugins.baselines._layerwise import (
     LayerwiseMethod,
+    nm_kept,
     nm_protected,
     select_lowest,
     write_back,
@@ -88,8 +89,8 @@ def wanda_mask(
         scores: ``(d_out, d_in)`` Wanda scores.
         keep: fraction of weights to keep.
         alive: ``(d_out, d_in)`` bool; dead weights stay removed and count first.
-        nm: ``(n, m)`` keep n of every m inputs; with ``keep > n/m`` (an intermediate
-            shot) only each group's ``m - n`` lowest are candidates.
+        nm: ``(n, m)`` remove n of every m inputs; with ``keep > 1 - n/m`` (an
+            intermediate shot) only each group's ``n`` lowest are candidates.
         group: ``row`` or ``layer`` comparison group.
 
     Returns:
@@ -98,8 +99,8 @@ def wanda_mask(
     d_out, d_in = scores.shape
     forced = None if alive is None else ~alive.to(scores.device)
     if nm is not None:
-        kept = nm_protected(scores, nm[0], nm[1], forced)
-        if keep <= nm[0] / nm[1] + 1e-9:
+        kept = nm_protected(scores, nm[1] - nm[0], nm[1], forced)
+        if keep <= nm_kept(nm) + 1e-9:
             return ~kept
         protected = kept
     else:

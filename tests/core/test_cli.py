@@ -152,3 +152,33 @@ def test_prune_calls_the_runner_and_prints_perplexities(tiny_model_dir, wikitext
     assert cli.main(["prune", str(tiny_model_dir), "--method", "fake", "--data-dir", str(wikitext_dir),
                      "--seqlen", "32", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["ppl_after"] == 25.5
+
+
+@pytest.mark.parametrize(("structure", "target", "tolerance"), [("element", 0.5, 0.001), ("row-col", 0.8, 0.02)])
+def test_prune_end_to_end_on_a_tiny_model(structure, target, tolerance, tiny_model_dir, wikitext_dir,
+                                          tmp_path, fresh_registry, monkeypatch, capsys):
+    """The issue's acceptance run, on a tiny model: loadable output, achieved size, finite ppl."""
+    import math
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    monkeypatch.setenv("LLM_SURGEON_CACHE", "off")
+    out = tmp_path / "out"
+    code = cli.main(["prune", str(tiny_model_dir), "--method", "magnitude", "--structure", structure,
+                     "--target-size", str(target), "--shots", "1", "--data-dir", str(wikitext_dir),
+                     "--seqlen", "32", "--nsamples", "4", "--eval-windows", "4", "--out", str(out),
+                     "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    stdout = capsys.readouterr().out
+    assert "ppl before" in stdout and "ppl after" in stdout
+    report = json.loads((out / "report.json").read_text())
+    assert report["achieved_size"] == pytest.approx(target, abs=tolerance)
+    assert math.isfinite(report["ppl_before"]) and math.isfinite(report["ppl_after"])
+    assert "train split not available" in report["calibration"]["note"]
+    model = AutoModelForCausalLM.from_pretrained(out)
+    linears = [m.weight for name, m in model.named_modules()
+               if isinstance(m, torch.nn.Linear) and ".layers." in name]
+    kept = sum(int(w.count_nonzero()) for w in linears) / sum(w.numel() for w in linears)
+    assert kept == pytest.approx(report["achieved_size"], abs=1e-9)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no temporary folders left

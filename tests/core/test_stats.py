@@ -156,3 +156,12 @@ def test_bad_batches_are_rejected():
     with pytest.raises(ValueError, match="seqlen >= 2"):
         run_pass(model, modules, [torch.zeros(2, 1, dtype=torch.long)], TokenObserver(),
                  gradients=True, progress=False)
+
+
+def test_gradients_flow_even_under_no_grad():
+    model = tiny_model("llama")
+    modules = adapter_for(model).prunable_modules(model)[:1]
+    rec = Recorder()
+    with torch.no_grad():
+        run_pass(model, modules, _batches(model, n=1), rec, gradients=True, progress=False)
+    assert len(rec.backward_calls) == 1 and rec.backward_calls[0][2].abs().sum() > 0

@@ -59,7 +59,7 @@ def test_bad_prune_inputs_exit_2_before_loading(extra, message, base_args, fake_
 
 
 def test_missing_model_and_data(tmp_path, wikitext_dir, fake_registry, no_model_loading, capsys):
-    assert cli.main(["prune", "./no/such/model", "--data-dir", str(wikitext_dir)]) == 2
+    assert cli.main(["prune", "./no/such/model", "--method", "fake", "--data-dir", str(wikitext_dir)]) == 2
     assert "not found" in capsys.readouterr().err
     assert cli.main(["prune", "--data-dir", str(wikitext_dir)]) == 2
     assert "no model given" in capsys.readouterr().err

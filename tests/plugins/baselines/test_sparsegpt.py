@@ -67,9 +67,10 @@ def test_exact_nm_pattern():
     res = sparsegpt_prune(w, _hessian(x), keep=0.5, nm=(2, 4), blocksize=10)  # 10 -> 8
     groups = (res.weight != 0).reshape(12, 12, 4).sum(dim=2)
     assert torch.equal(groups, torch.full_like(groups, 2))
-    res = sparsegpt_prune(w, _hessian(x), keep=0.25, nm=(1, 4), blocksize=16)
-    groups = (res.weight != 0).reshape(12, 12, 4).sum(dim=2)
-    assert torch.equal(groups, torch.ones_like(groups))
+    for n, kept in ((1, 3), (3, 1)):  # n:m removes n of every m (as the n:m structure)
+        res = sparsegpt_prune(w, _hessian(x), keep=1 - n / 4, nm=(n, 4), blocksize=16)
+        groups = (res.weight != 0).reshape(12, 12, 4).sum(dim=2)
+        assert torch.equal(groups, torch.full_like(groups, kept))
 
 
 def _column_by_column(w, h_damped, removed):

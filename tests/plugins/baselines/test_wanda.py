@@ -49,10 +49,16 @@ def test_nm_pattern_and_intermediate_shot():
     scores = wanda_scores(w, x.norm(dim=0))
     half = wanda_mask(scores, keep=0.75, nm=(2, 4))
     assert half.sum(dim=1).tolist() == [8] * 8
-    assert int(half.reshape(8, 8, 4).sum(dim=2).max()) <= 2  # at most m - n per group
+    assert int(half.reshape(8, 8, 4).sum(dim=2).max()) <= 2  # at most n per group
     final = wanda_mask(scores, keep=0.5, nm=(2, 4), alive=~half)
     assert bool(final[half].all())  # removed weights stay removed
     assert torch.equal(final.reshape(8, 8, 4).sum(dim=2), torch.full((8, 8), 2))
+
+
+def test_nm_removes_n_of_m():
+    w, x = layer_problem(d_out=4, d_in=16)
+    removed = wanda_mask(wanda_scores(w, x.norm(dim=0)), keep=0.25, nm=(3, 4))
+    assert torch.equal(removed.reshape(4, 4, 4).sum(dim=2), torch.full((4, 4), 3))
 
 
 def test_existing_mask_counts_first():
