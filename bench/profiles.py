@@ -126,7 +126,7 @@ def _cpu() -> Profile:
             every = method == "surgeon" and target == 0.7
             runs.append(_run(method, "row-col", target, _shots(method, shots), every_shot=every))
     for structure, target in (("element", 0.5), ("2:4", 0.5)):
-        for method in ("surgeon", "sparsegpt", "wanda", "magnitude"):
+        for method in ("surgeon", "kobd", "lobd", "sparsegpt", "wanda", "magnitude"):
             every = method == "surgeon" and structure == "element"
             runs.append(_run(method, structure, target, _shots(method, shots), every_shot=every))
     for structure, target in (("row-col", 0.8), ("row-col", 0.7), ("element", 0.5)):

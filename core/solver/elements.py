@@ -6,11 +6,13 @@ For a chunk ``c`` of removed weights at positions ``(r_a, j_a)``::
     alpha = (E_c F^-1 E_c^T)^-1 theta_c
     dTheta = -G^-1[:, R_c] @ (X_c @ A^-1)           (X_c: alpha scattered into the chunk's rows R_c)
 
-so no ``(n m)^2`` matrix is ever formed. Chunks are processed in row order; the
-update of the rows that later chunks read is applied lazily, one block of rows at a
-time (like SparseGPT's lazy batches) and only at the positions a chunk reads; the
-full update ``-G^-1 X A^-1`` with ``X = sum_c X_c`` is two matrix products at the end. Weights removed by earlier
-chunks are zeroed at the end (their intermediate values are never read again).
+so no ``(n m)^2`` matrix is ever formed. Chunks are processed in row order, and each
+sees the updates of the chunks before it. Those updates are applied lazily, like
+SparseGPT's lazy batches: for one block of rows at a time, and only at the positions a
+chunk reads. The full update ``-G^-1 X A^-1``, with ``X`` all multipliers scattered, is
+two matrix products at the end, after which every removed weight is set exactly to zero
+(a weight removed by an earlier chunk is never read again, so zeroing it only at the
+end is the same as keeping it zero throughout).
 """
 
 from __future__ import annotations

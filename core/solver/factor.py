@@ -44,14 +44,6 @@ class DampedFactor:
         # The result is exactly symmetric and column-major: its transpose is a row-major copy.
         return torch.cholesky_inverse(self.cholesky).T
 
-    def sub(self, idx: Tensor) -> DampedFactor:
-        """The principal sub-block ``matrix[idx][:, idx]`` (no re-damping), refactorised."""
-        block = self.matrix.index_select(0, idx).index_select(1, idx)
-        chol, info = torch.linalg.cholesky_ex(block)
-        if int(info) != 0:
-            raise NumericalError(f"Cholesky of a {len(idx)}x{len(idx)} sub-block of a damped factor failed")
-        return DampedFactor(block, chol, self.damping, 0)
-
 
 def damped_cholesky(
     matrix: Tensor,

@@ -27,6 +27,7 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.curvature import DenseCurvature, KroneckerCurvature
+from llm_surgeon.errors import NumericalError
 from llm_surgeon.solver.base import (
     DEFAULT_CHUNK_SIZE,
     ChunkSize,
@@ -69,26 +70,64 @@ class KroneckerSolver(CurvatureSolver):
             self._eye[n] = torch.eye(n, dtype=torch.float64, device=self.device)
         return self._eye[n]
 
-    def _damp(self, m: Tensor | None, side: str, term: int) -> DampedFactor | None:
+    def _damp(self, m: Tensor | None, side: str, term: int, lam: float) -> DampedFactor | None:
         if m is None:
             return None
         d = self.curvature.damping
-        lam = d.g if side == "G" else d.a
         what = "output factor G" if side == "G" else "input factor A"
-        name = f"{what}" + (f" of Kronecker term {term + 1}" if self.curvature.rank > 1 else "")
+        name = what + (f" of Kronecker term {term + 1}" if self.rank > 1 else "")
         return damped_cholesky(m, lam, escalation=d.escalation, max_escalations=d.max_escalations, name=name)
 
     @cached_property
-    def _factors(self) -> list[tuple[DampedFactor | None, DampedFactor | None]]:
-        out = [(self._damp(g, "G", r), self._damp(a, "A", r)) for r, (g, a) in enumerate(self.curvature.factors)]
-        escalations = sum(f.escalations for pair in out for f in pair if f is not None)
+    def _terms(self) -> tuple[list[tuple[DampedFactor | None, DampedFactor | None]], EigenKronecker | None]:
+        """Damped factors of every term, and the joint eigenbasis for rank 2.
+
+        Only the first term is damped (and must be positive definite): further terms
+        of a nearest-Kronecker sum are symmetric but usually indefinite. For rank 2, if
+        ``S = 1 + lam mu`` is not positive, the first term's damping is escalated.
+        """
+        d = self.curvature.damping
+        (g0, a0), *rest = self.curvature.factors
+        others = [(_symmetric(g), _symmetric(a)) for g, a in rest]
+        attempts = d.max_escalations + 1 if self.rank == 2 else 1
+        for attempt in range(attempts):
+            first = (self._damp(g0, "G", 0, _escalated(d.g, d.escalation, attempt)),
+                     self._damp(a0, "A", 0, _escalated(d.a, d.escalation, attempt)))
+            eigen = self._eigen(first, others[0]) if self.rank == 2 else None
+            if self.rank != 2 or eigen is not None:
+                break
+        else:
+            raise NumericalError(
+                f"rank-2 Kronecker curvature ({self.d_out}x{self.d_in}) is not positive definite "
+                f"even with the first term's damping escalated {d.max_escalations} times"
+            )
+        escalations = attempt + sum(f.escalations for f in first if f is not None)
         if escalations:
             info = self.curvature.info
             info["damping_escalations"] = max(int(info.get("damping_escalations", 0)), escalations)
-        return out
+        return [first, *others], eigen
 
-    def _matrix(self, f: DampedFactor | None, n: int) -> Tensor:
-        return self._identity(n) if f is None else f.matrix
+    @property
+    def _factors(self) -> list[tuple[DampedFactor | None, DampedFactor | None]]:
+        return self._terms[0]
+
+    def _matrix(self, f: DampedFactor | Tensor | None, n: int) -> Tensor:
+        if f is None:
+            return self._identity(n)
+        return f.matrix if isinstance(f, DampedFactor) else f
+
+    def _eigen(self, first: tuple, second: tuple) -> EigenKronecker | None:
+        """Joint eigenbasis of ``first`` (positive definite) and ``second``; ``None`` if ``S <= 0``."""
+        (g_b, a_b), (g_o, a_o) = first, second
+        lam, u = joint_eigenbasis(self._matrix(g_o, self.d_out), self._cholesky(g_b, self.d_out))
+        mu, v = joint_eigenbasis(self._matrix(a_o, self.d_in), self._cholesky(a_b, self.d_in))
+        s = 1.0 + lam[:, None] * mu[None, :]
+        if not float(s.min()) > 1e-10 * float(s.max()):
+            return None
+        return EigenKronecker(u, v, 1.0 / s, self._matrix(g_b, self.d_out), self._matrix(a_b, self.d_in))
+
+    def _cholesky(self, f: DampedFactor | None, n: int) -> Tensor:
+        return self._identity(n) if f is None else f.cholesky
 
     @cached_property
     def g(self) -> Tensor:
@@ -112,18 +151,12 @@ class KroneckerSolver(CurvatureSolver):
         f = self._factors[0][1]
         return self._identity(self.d_in) if f is None else f.inverse()
 
-    @cached_property
+    @property
     def eigen(self) -> EigenKronecker:
         """The joint eigenbasis (rank 2)."""
-        (g1, a1), (g2, a2) = self._factors
-        g1m, a1m = self._matrix(g1, self.d_out), self._matrix(a1, self.d_in)
-        g2m, a2m = self._matrix(g2, self.d_out), self._matrix(a2, self.d_in)
-        lam, u = joint_eigenbasis(g1m, torch.linalg.cholesky(g2m) if g2 is None else g2.cholesky)
-        mu, v = joint_eigenbasis(a1m, torch.linalg.cholesky(a2m) if a2 is None else a2.cholesky)
-        s = lam[:, None] * mu[None, :] + 1.0
-        if not bool((s > 0).all()):
-            raise UnsupportedCurvatureError("rank-2 Kronecker curvature is not positive definite")
-        return EigenKronecker(u, v, 1.0 / s, g2m, a2m)
+        eigen = self._terms[1]
+        assert eigen is not None, "the eigenbasis exists for rank-2 curvatures only"
+        return eigen
 
     @cached_property
     def dense(self) -> DenseSolver:
@@ -146,7 +179,13 @@ class KroneckerSolver(CurvatureSolver):
 
     @property
     def rank(self) -> int:
+        """Number of Kronecker terms."""
         return self.curvature.rank
+
+    @property
+    def is_identity(self) -> bool:
+        """``F = I ⊗ I``: every optimal update is plain zeroing."""
+        return self.rank == 1 and all(f is None for f in self.curvature.factors[0])
 
     def _local(self, theta: Tensor) -> Tensor:
         return self._theta(theta).to(self.device)
@@ -185,9 +224,11 @@ class KroneckerSolver(CurvatureSolver):
     def quadratic(self, delta: Tensor) -> float:
         d = self._local(delta)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
+        if self.rank > 2 and self.d_out * self.d_in <= DENSE_FALLBACK_MAX:
+            return self.dense.quadratic(delta)
         for g, a in self._factors:
-            gd = d if g is None else g.matrix @ d
-            total += ((gd if a is None else gd @ a.matrix) * d).sum()
+            gd = d if g is None else self._matrix(g, self.d_out) @ d
+            total += ((gd if a is None else gd @ self._matrix(a, self.d_in)) * d).sum()
         return 0.5 * float(total)
 
     # -- removal ---------------------------------------------------------------------------
@@ -206,7 +247,7 @@ class KroneckerSolver(CurvatureSolver):
     ) -> tuple[Tensor, float]:
         rows = as_mask(rows, self.d_out, "rows").to(self.device)
         cols = as_mask(cols, self.d_in, "cols").to(self.device)
-        if not update:
+        if not update or self.is_identity:
             return self.zero(theta, rows[:, None] | cols[None, :])
         if self.rank != 1:
             return self.dense.remove_rows_cols(theta, rows, cols, update=True)
@@ -241,7 +282,7 @@ class KroneckerSolver(CurvatureSolver):
         chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
         update: bool = True,
     ) -> tuple[Tensor, float]:
-        if not update:
+        if not update or self.is_identity:
             return self.zero(theta, removed)
         if self.rank > 2:
             return self.dense.remove_elements(theta, removed, chunk_size=chunk_size, update=True)
@@ -254,3 +295,20 @@ class KroneckerSolver(CurvatureSolver):
         else:
             new = self.eigen.remove_elements(t, mask, chunk_size)
         return new.to(theta.device), self.quadratic(new - t)
+
+
+def _symmetric(m: Tensor | None) -> Tensor | None:
+    """``(m + m^T) / 2`` in float64 (``None`` stays the identity)."""
+    if m is None:
+        return None
+    m = m.to(torch.float64)
+    if not torch.isfinite(m.sum()):
+        raise NumericalError(f"a Kronecker factor ({m.shape[0]}x{m.shape[0]}) has non-finite entries")
+    return m.add(m.T).mul_(0.5)
+
+
+def _escalated(base: float, escalation: float, attempt: int) -> float:
+    """Relative damping at an escalation ``attempt`` (from ``1e-8`` when ``base`` is 0)."""
+    if attempt == 0:
+        return base
+    return (base if base > 0 else 1e-8 / escalation) * escalation**attempt

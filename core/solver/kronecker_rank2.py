@@ -1,15 +1,16 @@
 """Algebra of a sum of two Kronecker products in their joint eigenbasis.
 
-For ``F = G_1 ⊗ A_1 + G_2 ⊗ A_2`` (damped, ``G_2`` and ``A_2`` positive definite) the
-generalised eigendecompositions ``U^T G_2 U = I, U^T G_1 U = diag(lam)`` and
-``V^T A_2 V = I, V^T A_1 V = diag(mu)`` diagonalise both terms at once::
+For ``F = G_1 ⊗ A_1 + G_2 ⊗ A_2`` with the first term positive definite (damped) and the
+second only symmetric, the generalised eigendecompositions ``U^T G_1 U = I,
+U^T G_2 U = diag(lam)`` and ``V^T A_1 V = I, V^T A_2 V = diag(mu)`` diagonalise both
+terms at once (``F`` is positive definite iff every ``S_kl > 0``)::
 
     F^-1 = (U ⊗ V) diag(1/S) (U ⊗ V)^T,   S_kl = lam_k mu_l + 1,
     F^-1 vec(X) = vec(U (W ∘ (U^T X V)) V^T),   W = 1/S,
     [F^-1]_(ij),(ij) = ((U∘U) W (V∘V)^T)_ij.
 
 A single row ``r`` has ``E_r F^-1 E_r^T = V diag(w_r) V^T`` with ``w = (U∘U) W``, whose
-inverse is ``A_2 V diag(1/w_r) V^T A_2``; columns are symmetric. Chunks of removed
+inverse is ``A_1 V diag(1/w_r) V^T A_1``; columns are symmetric. Chunks of removed
 elements gather ``E_c F^-1 E_c^T`` one pair of rows at a time through
 ``T[i, i', l] = sum_k U_ik U_i'k W_kl``.
 """
@@ -46,18 +47,18 @@ class EigenKronecker:
     """``F^-1`` of a rank-2 Kronecker curvature in its joint eigenbasis.
 
     Attributes:
-        u: ``(d_out, d_out)`` with ``U^T G_2 U = I``.
-        v: ``(d_in, d_in)`` with ``V^T A_2 V = I``.
+        u: ``(d_out, d_out)`` with ``U^T G_1 U = I``.
+        v: ``(d_in, d_in)`` with ``V^T A_1 V = I``.
         w: ``1 / S``, ``(d_out, d_in)``.
-        g2: ``G_2`` (damped), ``(d_out, d_out)``.
-        a2: ``A_2`` (damped), ``(d_in, d_in)``.
+        g_b: ``G_1`` (damped, positive definite), ``(d_out, d_out)``.
+        a_b: ``A_1`` (damped, positive definite), ``(d_in, d_in)``.
     """
 
     u: Tensor
     v: Tensor
     w: Tensor
-    g2: Tensor
-    a2: Tensor
+    g_b: Tensor
+    a_b: Tensor
 
     def apply_inverse(self, x: Tensor) -> Tensor:
         """``F^-1 vec(x)`` as a matrix, ``x: (d_out, d_in)``."""
@@ -70,13 +71,13 @@ class EigenKronecker:
     def row_costs(self, theta: Tensor) -> Tensor:
         """``1/2 theta_r^T (E_r F^-1 E_r^T)^-1 theta_r`` per row, ``(d_out,)``."""
         w_rows = (self.u * self.u) @ self.w  # (d_out, d_in): eigen-weights of each row
-        t = theta @ self.a2 @ self.v
+        t = theta @ self.a_b @ self.v
         return 0.5 * (t * t / w_rows).sum(dim=1)
 
     def col_costs(self, theta: Tensor) -> Tensor:
         """``1/2 theta_c^T (E_c F^-1 E_c^T)^-1 theta_c`` per column, ``(d_in,)``."""
         w_cols = self.w @ (self.v * self.v).T  # (d_out, d_in): eigen-weights of each column
-        t = self.u.T @ self.g2 @ theta
+        t = self.u.T @ self.g_b @ theta
         return 0.5 * (t * t / w_cols).sum(dim=0)
 
     def _system(self, rows: Tensor, cols: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -113,7 +113,7 @@ class SolverCache:
         max_bytes: memory budget of cached solvers (estimated from their layer shapes).
     """
 
-    def __init__(self, max_bytes: int = 256 * 2**20):
+    def __init__(self, max_bytes: int = 512 * 2**20):
         self.max_bytes = max_bytes
         self._entries: OrderedDict[int, tuple[weakref.ref, LiveView, CurvatureSolver, int]] = OrderedDict()
         self._bytes = 0

@@ -16,14 +16,28 @@ def spd(n: int, gen: torch.Generator, *, ridge: float = 0.1) -> torch.Tensor:
     return x @ x.T / n + ridge * torch.eye(n, dtype=F64)
 
 
+def symmetric(n: int, gen: torch.Generator, scale: float) -> torch.Tensor:
+    """A random symmetric, indefinite matrix ``(n, n)`` of spectral size about ``scale``."""
+    x = torch.randn(n, n, generator=gen, dtype=F64)
+    return scale * (x + x.T) / (2 * n**0.5)
+
+
 def kron_curvature(d_out: int, d_in: int, rank: int = 1, seed: int = 0, *,
-                   identity_g: bool = False, damping: Damping = NO_DAMPING) -> KroneckerCurvature:
-    """``F = sum_r G_r ⊗ A_r`` with random SPD factors (``G = None`` if ``identity_g``)."""
+                   identity_g: bool = False, indefinite: bool = False,
+                   damping: Damping = NO_DAMPING) -> KroneckerCurvature:
+    """``F = sum_r G_r ⊗ A_r`` with random SPD factors (``G = None`` if ``identity_g``).
+
+    With ``indefinite``, terms after the first are symmetric indefinite and small, as the
+    later terms of a nearest-Kronecker sum are (``F`` stays positive definite).
+    """
     gen = torch.Generator().manual_seed(seed)
-    factors = tuple(
-        (None if identity_g else spd(d_out, gen), spd(d_in, gen)) for _ in range(rank)
-    )
-    return KroneckerCurvature(factors, d_out, d_in, damping=damping)
+    factors = [(None if identity_g else spd(d_out, gen), spd(d_in, gen))]
+    for _ in range(rank - 1):
+        if indefinite:
+            factors.append((symmetric(d_out, gen, 0.3), symmetric(d_in, gen, 0.3)))
+        else:
+            factors.append((None if identity_g else spd(d_out, gen), spd(d_in, gen)))
+    return KroneckerCurvature(tuple(factors), d_out, d_in, damping=damping)
 
 
 def dense_of(curvature: KroneckerCurvature) -> DenseCurvature:

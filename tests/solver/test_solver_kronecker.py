@@ -20,15 +20,20 @@ from llm_surgeon.errors import ConfigError, NumericalError
 from llm_surgeon.solver import KroneckerSolver, UnsupportedCurvatureError
 
 SHAPES = [(6, 5), (5, 6)]
-CASES = [  # (rank, identity_g)
+CASES = [  # (rank, identity_g); "indefinite": rank 2 with an indefinite second term
     pytest.param(1, False, id="rank1"),
     pytest.param(1, True, id="rank1-identity-G"),
     pytest.param(2, False, id="rank2"),
+    pytest.param(2, "indefinite", id="rank2-indefinite"),
 ]
 
 
 def _solvers(d_out, d_in, rank, identity_g, seed=0):
-    curvature = kron_curvature(d_out, d_in, rank, seed, identity_g=identity_g)
+    indefinite = identity_g == "indefinite"
+    curvature = kron_curvature(d_out, d_in, rank, seed, identity_g=identity_g is True, indefinite=indefinite)
+    if indefinite:
+        assert torch.linalg.eigvalsh(curvature.factors[1][0]).min() < 0
+        assert torch.linalg.eigvalsh(curvature.to_dense()).min() > 0
     return curvature, curvature.solver(), dense_of(curvature).solver()
 
 
@@ -246,3 +251,29 @@ def test_inputs_are_not_modified(rank, identity_g):
     if rank == 1:
         kron.remove_rows_cols(theta, rows, cols)
     assert torch.equal(theta, saved)
+
+
+def test_identity_curvature_only_zeroes():
+    curvature = KroneckerCurvature(((None, None),), 4, 3, damping=NO_DAMPING)
+    solver = curvature.solver()
+    theta = random_theta(4, 3)
+    removed = random_mask(4, 3, 0.5)
+    new, cost = solver.remove_elements(theta, removed)
+    assert torch.equal(new[~removed], theta[~removed]) and torch.all(new[removed] == 0)
+    assert close(cost, 0.5 * float((theta[removed] ** 2).sum()))
+    assert close(solver.element_costs(theta), 0.5 * theta**2)
+
+
+def test_rank2_escalates_damping_until_positive_definite():
+    gen = torch.Generator().manual_seed(0)
+    g = torch.randn(5, 8, generator=gen, dtype=F64)
+    a = torch.randn(4, 7, generator=gen, dtype=F64)
+    g, a = g @ g.T / 8, a @ a.T / 7
+    curvature = KroneckerCurvature(((g, a), (-1.5 * g, a)), 5, 4, damping=Damping(g=0.01, a=0.01))
+    assert torch.linalg.eigvalsh(curvature.to_dense()).max() < 0  # undamped F is negative definite
+    costs = curvature.solver().element_costs(random_theta(5, 4))
+    assert torch.isfinite(costs).all() and bool((costs > 0).all())
+    assert curvature.info["damping_escalations"] >= 1
+    stuck = KroneckerCurvature(((g, a), (-1.5 * g, a)), 5, 4, damping=Damping(g=0.0, a=0.0, max_escalations=0))
+    with pytest.raises(NumericalError, match="not positive definite"):
+        stuck.solver().element_costs(random_theta(5, 4))
