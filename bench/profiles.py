@@ -9,6 +9,8 @@ Profiles (``python -m bench list`` prints them):
 
 * ``ci``: a tiny setting exercising the same code in a minute or two.
 * ``quick``: SmolLM2-135M, 16 x 256 calibration tokens, 16 test windows of 512.
+* ``compact``: the method x structure table at reduced cost (8 x 512 calibration
+  tokens, 2 shots, 32 test windows of 512).
 * ``cpu``: 32 x 512 calibration tokens, 64 test windows of 512; the structured,
   unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
 * ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
@@ -118,6 +120,21 @@ def _quick() -> Profile:
     )
 
 
+def _compact() -> Profile:
+    runs = [
+        _run(method, structure, target, _shots(method, 2))
+        for structure, target in (("row-col", 0.8), ("element", 0.5), ("2:4", 0.5))
+        for method in ("surgeon", "magnitude", "lobd", "kobd")
+    ]
+    return Profile(
+        name="compact",
+        description="the method x structure table at reduced cost: 8 x 512 calibration, 2 shots, "
+                    "32 x 512 test tokens (about 40 minutes on 2 cores)",
+        base=_base(nsamples=8, cal_seqlen=512, windows=32),
+        runs=tuple(runs),
+    )
+
+
 def _cpu() -> Profile:
     shots = 5
     runs: list[dict[str, Any]] = []
@@ -159,7 +176,7 @@ def _paper() -> Profile:
     )
 
 
-_BUILDERS = {"ci": _ci, "quick": _quick, "cpu": _cpu, "paper": _paper}
+_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "paper": _paper}
 
 
 def names() -> list[str]:

@@ -8,6 +8,7 @@ scattered back to the full shape.
 
 from __future__ import annotations
 
+import os
 import weakref
 from collections import OrderedDict
 
@@ -110,10 +111,13 @@ class SolverCache:
     a second pass still finds the first ones); :meth:`pop` removes an entry for its last use.
 
     Args:
-        max_bytes: memory budget of cached solvers (estimated from their layer shapes).
+        max_bytes: memory budget of cached solvers (estimated from their layer shapes);
+            default ``$LLM_SURGEON_SOLVER_CACHE_MB`` MiB, else 2048 MiB.
     """
 
-    def __init__(self, max_bytes: int = 512 * 2**20):
+    def __init__(self, max_bytes: int | None = None):
+        if max_bytes is None:
+            max_bytes = int(os.environ.get("LLM_SURGEON_SOLVER_CACHE_MB", "2048")) * 2**20
         self.max_bytes = max_bytes
         self._entries: OrderedDict[int, tuple[weakref.ref, LiveView, CurvatureSolver, int]] = OrderedDict()
         self._bytes = 0

@@ -116,6 +116,19 @@ class SumAccumulator:
         else:
             self.sums[index].add_(value)
 
+    def add_products(self, index: int, x: Tensor, y: Tensor) -> None:
+        """Add ``x^T y`` (``x: (T, m)``, ``y: (T, n)``) to the sum of module ``index``.
+
+        Accumulates in place with ``addmm_`` when the sum lives where ``x`` does.
+        """
+        total = self.sums[index]
+        if total is None:
+            self.sums[index] = (x.T @ y).to(self.device)
+        elif total.device == x.device and total.dtype == x.dtype:
+            total.addmm_(x.T, y)
+        else:
+            total.add_((x.T @ y).to(self.device))
+
     def mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """The sum divided by ``count`` (zeros of ``shape`` if nothing was added)."""
         total = self.sums[index]

@@ -34,9 +34,8 @@ class _SquaredProducts(TokenObserver):
         self.d = SumAccumulator(n, device)
 
     def backward(self, tokens: ModuleTokens) -> None:
-        a = tokens.a
         g = tokens.g
-        self.d.add(tokens.index, (g * g).T @ (a * a))
+        self.d.add_products(tokens.index, g * g, tokens.a.square())
 
 
 class DiagonalFisher(CurvatureEstimator):

@@ -42,8 +42,7 @@ class _KFACMoments(TokenObserver):
         self.a.add(tokens.index, tokens.gram())
 
     def backward(self, tokens: ModuleTokens) -> None:
-        g = tokens.g
-        self.g.add(tokens.index, g.T @ g)
+        self.g.add_products(tokens.index, tokens.g, tokens.g)
 
 
 def kfac_factors(

@@ -102,24 +102,25 @@ class _PowerStep(TokenObserver):
     def backward(self, tokens: ModuleTokens) -> None:
         x, y = (tokens.a, tokens.g) if self.g_step else (tokens.g, tokens.a)
         q = self.q[tokens.index]
-        out = torch.empty(q.shape[0], y.shape[1], y.shape[1], dtype=y.dtype, device=y.device)
-        for r in range(q.shape[0]):
-            w = ((x @ q[r]) * x).sum(dim=1)  # (T,)
-            torch.matmul((y * w[:, None]).T, y, out=out[r])
-        out = out.to(self.store)
         i = tokens.index
         if self.sums[i] is None:
-            self.sums[i] = out
-        else:
-            self.sums[i].add_(out)
+            self.sums[i] = torch.zeros(q.shape[0], y.shape[1], y.shape[1], dtype=y.dtype, device=self.store)
+        total = self.sums[i]
+        for r in range(q.shape[0]):
+            w = ((x @ q[r]) * x).sum(dim=1)  # (T,): x_n^T Q_r x_n
+            if total.device == y.device:
+                total[r].addmm_((y * w[:, None]).T, y)
+            else:
+                total[r].add_(((y * w[:, None]).T @ y).to(self.store))
 
     def means(self, count: int, dims: list[int]) -> list[Tensor]:
-        """The sums divided by ``count``: ``(R, d_y, d_y)`` per module (zeros if never seen)."""
+        """The sums divided (in place) by ``count``: ``(R, d_y, d_y)`` per module (zeros if never seen)."""
         out = []
         for q, total, d in zip(self.q, self.sums, dims, strict=True):
             if total is None:
                 total = torch.zeros(q.shape[0], d, d, dtype=q.dtype, device=self.store)
-            out.append(total / max(count, 1))
+            out.append(total.div_(max(count, 1)))
+        self.sums = []
         return out
 
 
@@ -232,6 +233,7 @@ class NearestKFACCurvature(CurvatureEstimator):
         warm = passes == 0
         u: list[Tensor] = []
         b: list[Tensor] = []
+        last_norms: list[float] = []
         change = 0.0
         for it in range(cfg.iterations):
             for g_step in (True, False):
@@ -243,17 +245,17 @@ class NearestKFACCurvature(CurvatureEstimator):
                 passes += 1
                 start = time.perf_counter()
                 sums = observer.means(stats.tokens, [layer_dims(pm)[0 if g_step else 1] for pm in modules])
-                del observer
+                observer = None
                 for pm, t in zip(modules, sums, strict=True):
                     check_finite(pm.name, "nearest K-FAC statistics", t)
-                if g_step:
+                if g_step:  # only U is needed from here on: free V and the last B early
                     u = [orthonormalise(t) for t in sums]
+                    v, b = [], []
                 else:
-                    if b:
-                        change = max(
-                            abs(float(new[0].norm()) - float(old[0].norm())) / max(float(new[0].norm()), 1e-300)
-                            for new, old in zip(sums, b, strict=True)
-                        )
+                    norms = [float(t[0].norm()) for t in sums]  # sigma_1 estimates
+                    if last_norms:
+                        change = max(abs(n - o) / max(n, 1e-300) for n, o in zip(norms, last_norms, strict=True))
+                    last_norms = norms
                     b = sums
                     if it < cfg.iterations - 1:
                         v = [orthonormalise(t) for t in sums]

@@ -51,7 +51,7 @@ def test_profile_settings_match_the_issue():
     assert structured == {(m, t) for m in ("surgeon", "kobd", "lobd", "magnitude") for t in (0.9, 0.8, 0.7)}
     for structure in ("element", "2:4"):
         methods = {c.method for c in cpu if c.structure == structure and not c.lora.enabled}
-        assert methods == {"surgeon", "sparsegpt", "wanda", "magnitude"}
+        assert {"surgeon", "sparsegpt", "wanda", "magnitude"} <= methods
     assert all(c.shots == 5 for c in cpu if c.method in ("surgeon", "kobd", "lobd"))
     lora = {(c.structure, c.target_size) for c in cpu if c.lora.enabled}
     assert lora == {("row-col", 0.8), ("row-col", 0.7), ("element", 0.5)}

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from llm_surgeon.adapters import adapter_for
 from llm_surgeon.testing import tiny_model
 
-FAMILIES = ("llama", "llama-bias", "opt", "opt-nobias")
+FAMILIES = ("llama", "llama-bias", "qwen2", "opt", "opt-nobias")
 
 
 def make_model(family: str, seed: int = 0) -> nn.Module:
