@@ -18,7 +18,6 @@ from torch import Tensor
 
 from llm_surgeon.structures import CandidateSet
 
-
 #: Above this many tied candidates, a tie block is taken whole instead of one by one.
 _MAX_TIES = 100_000
 
