@@ -115,7 +115,7 @@ def _quick() -> Profile:
             _run("surgeon", "row-col", 0.9),
             _run("magnitude", "element", 0.7),
             _run("wanda", "element", 0.7),
-            _run("surgeon", "element", 0.7, shots=2, every_shot=True),
+            _run("surgeon", "element", 0.7),
         ),
     )
 

@@ -203,6 +203,25 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-._" else "_" for c in name)
 
 
+#: Record fields written one item per line (the rest: one field per line).
+_LISTS_BY_LINE = ("shot_log", "modules")
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """JSON text of a record: one line per field, and per item of long lists (diff-friendly)."""
+    items = []
+    for key, value in record.items():
+        if key.startswith("_"):
+            continue
+        if key in _LISTS_BY_LINE and isinstance(value, list) and value:
+            body = ",\n".join("  " + json.dumps(v, default=str) for v in value)
+            text = "[\n" + body + "\n ]"
+        else:
+            text = json.dumps(value, default=str)
+        items.append(f" {json.dumps(key)}: {text}")
+    return "{\n" + ",\n".join(items) + "\n}\n"
+
+
 def write(results_dir: str | Path, record: dict[str, Any]) -> Path:
     """Store ``record`` as ``runs/<profile>__<run id>__<UTC timestamp>.json`` (never overwrites)."""
     folder = runs_dir(results_dir)
@@ -215,7 +234,7 @@ def write(results_dir: str | Path, record: dict[str, Any]) -> Path:
         n += 1
         path = folder / f"{stem}-{n}.json"
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=False, default=str) + "\n")
+    tmp.write_text(dumps(record))
     tmp.replace(path)
     return path
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 from fake_reports import fake_report
 
@@ -25,6 +26,8 @@ def _store(tmp_path, profile="quick"):
             record = records.failed(run, key, RuntimeError("no wanda today"), started_at=records.now(),
                                     provenance=prov)
         else:
+            if run.id == "surgeon-element-0.7":  # a multi-shot run evaluated after every shot
+                config = attrs.evolve(config, shots=3)
             report = fake_report(config, ppl_after=20.0 + 1.5 * i, per_shot=config.shots > 1)
             record = records.from_report(run, key, report, started_at=records.now(), provenance=prov)
         records.write(tmp_path, record)
