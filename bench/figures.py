@@ -40,16 +40,20 @@ def _save(fig, path: str | Path) -> Path:
     return path
 
 
-def _plain_log_axis(ax) -> None:
-    """Log-scale y axis labelled with plain numbers (``20``, not ``2 x 10^1``)."""
+def _log_axis(ax, values: Sequence[float]) -> None:
+    """Log-scale y axis; plain tick labels (``20``, ``50``) when the data spans < 2 decades."""
+    import math
+
     from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     ax.set_yscale("log")
-    formatter = ScalarFormatter()
-    formatter.set_scientific(False)
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(formatter)
-    ax.yaxis.set_minor_formatter(NullFormatter())
+    positive = [v for v in values if v and v > 0]
+    if positive and math.log10(max(positive) / min(positive)) < 2:
+        formatter = ScalarFormatter()
+        formatter.set_scientific(False)
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(formatter)
+        ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _integer_x(ax) -> None:
@@ -82,6 +86,7 @@ def ppl_vs_size(records: Sequence[dict[str, Any]], path: str | Path, title: str 
     dense = next((r["ppl_before"] for r in records if r.get("ppl_before") is not None), None)
     for ax, structure in zip(axes, structures, strict=True):
         by_method: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        values: list[float] = []
         for r in records:
             if r["structure"] == structure:
                 by_method[label(r)].append((r["target_size"], r["ppl_after"]))
@@ -91,13 +96,14 @@ def ppl_vs_size(records: Sequence[dict[str, Any]], path: str | Path, title: str 
                 points.append((1.0, dense))
             xs, ys = zip(*points, strict=True)
             ax.plot(xs, ys, marker="o", label=name)
+            values.extend(ys)
         if dense is not None:
             ax.axhline(dense, color="grey", linestyle="--", linewidth=1, label="dense")
-        _plain_log_axis(ax)
+        _log_axis(ax, values)
         ax.set_xlabel("target size (fraction of weights kept)")
         ax.set_ylabel("test perplexity")
         ax.set_title(structure)
-        ax.grid(True, which="both", alpha=0.3)
+        ax.grid(True, alpha=0.3)
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
@@ -194,11 +200,11 @@ def ppl_per_shot(records: Sequence[dict[str, Any]], path: str | Path, title: str
     for r, points in curves:
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", label=f"{label(r)} {r['structure']} {r['target_size']:g}")
-    _plain_log_axis(ax)
+    _log_axis(ax, [y for _, points in curves for _, y in points])
     _integer_x(ax)
     ax.set_xlabel("shot (0 = dense)")
     ax.set_ylabel("test perplexity")
-    ax.grid(True, which="both", alpha=0.3)
+    ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
