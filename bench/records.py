@@ -12,7 +12,8 @@ eigendecompositions, inverses), ``solver`` (costs, threshold, weight updates),
 ``lora`` (first-order corrections), ``eval`` (perplexity), and ``other`` (the rest:
 data preparation, validation, bookkeeping). ``outside_passes_ratio`` is the share of
 the total spent outside forward/backward passes, counting calibration passes,
-evaluation and LoRA training steps as passes.
+evaluation and LoRA training steps as passes; ``outside_passes_ratio_excl_load`` is the
+same share with model loading left out of the total.
 """
 
 from __future__ import annotations
@@ -80,9 +81,14 @@ def split_seconds(report: dict[str, Any]) -> dict[str, float]:
     return seconds
 
 
-def outside_passes_ratio(seconds: dict[str, float]) -> float | None:
-    """Share of the total time spent outside forward/backward passes."""
-    total = seconds.get("total", 0.0)
+def outside_passes_ratio(seconds: dict[str, float], *, exclude_load: bool = False) -> float | None:
+    """Share of the total time spent outside forward/backward passes.
+
+    Args:
+        seconds: from :func:`split_seconds`.
+        exclude_load: leave model loading out of the total (the pruning loop's own share).
+    """
+    total = seconds.get("total", 0.0) - (seconds.get("load", 0.0) if exclude_load else 0.0)
     if total <= 0:
         return None
     inside = sum(seconds.get(p, 0.0) for p in PASS_PHASES)
@@ -161,6 +167,7 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
         "ppl_after": _finite(report.get("ppl_after")),
         "seconds": seconds,
         "outside_passes_ratio": outside_passes_ratio(seconds),
+        "outside_passes_ratio_excl_load": outside_passes_ratio(seconds, exclude_load=True),
         "peak_rss_mb": report.get("peak_rss_mb"),
         "model_mb": provenance.get("model_mb"),
         "curvature_mb": max(curvature_mb) if curvature_mb else None,

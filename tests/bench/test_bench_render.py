@@ -45,7 +45,8 @@ def test_results_markdown_contains_the_numbers(tmp_path):
         assert record["run_id"] in text
         if record["status"] == "ok":
             assert f"| {record['ppl_after']:.2f} |" in text
-            assert f"{100 * record['outside_passes_ratio']:.0f}%" in text
+            assert f"| {100 * record['outside_passes_ratio']:.0f}% | " \
+                   f"{100 * record['outside_passes_ratio_excl_load']:.0f}% |" in text
     assert "wanda-element-0.7 (failed)" in text and "no wanda today" in text
     assert "Dense perplexity: 17.25." in text
     assert "16 × 256 tokens of WikiText-2 validation" in text

@@ -67,6 +67,7 @@ def test_records_are_written_and_a_failure_does_not_stop_the_suite(tmp_path):
     assert ok["seconds"] == pytest.approx({"load": 4.0, "passes": 4.0, "algebra": 2.0, "solver": 1.0,
                                            "lora": 0.0, "eval": 6.0, "other": 2.0, "total": 19.0})
     assert ok["outside_passes_ratio"] == pytest.approx(1 - 10.0 / 19.0)
+    assert ok["outside_passes_ratio_excl_load"] == pytest.approx(1 - 10.0 / 15.0)
     assert ok["git"]["commit"] is None or len(ok["git"]["commit"]) == 40
     assert ok["machine"]["cpu_count"] >= 1
     assert ok["versions"]["torch"] == "2.13.0"
