@@ -101,14 +101,18 @@ class LoraSettings:
         roles: module roles that get adapters (``None``: every prunable role).
         final_steps: optimiser steps of the final phase after the last shot.
         batch_size: calibration windows per optimiser step.
+
+    Defaults were chosen on SmolLM2-135M (README, "First-order corrections"): after a
+    damaging prune, 30 steps at lr 1e-3 brought held-out perplexity from 443 to 40,
+    lr 3e-4 to 74 and lr 1e-4 to 166; rank 16 was no better than rank 8.
     """
 
     enabled: bool = False
     rank: int = attrs.field(default=8, validator=_positive)
     alpha: float = 16.0
     dropout: float = 0.0
-    lr: float = attrs.field(default=1e-4, validator=v.gt(0.0))
-    steps_per_shot: int = attrs.field(default=16, validator=v.ge(0))
+    lr: float = attrs.field(default=1e-3, validator=v.gt(0.0))
+    steps_per_shot: int = attrs.field(default=30, validator=v.ge(0))
     fraction: float = attrs.field(default=1.0, validator=_fraction)
     holdout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
     roles: tuple[str, ...] | None = attrs.field(default=None, converter=lambda x: None if x is None else tuple(x))
@@ -129,7 +133,8 @@ class RunConfig:
         shots: number of shots.
         schedule: ``linear`` (target sizes interpolated from dense to final).
         method_options, curvature_options, structure_options: plugin options.
-        damping_g, damping_a: relative damping of the Kronecker factors.
+        damping_g, damping_a: relative damping of the output factor ``G`` and of the
+            input factor ``A``; ``None`` uses the structure's default (README, "Damping").
         update: ``full`` or ``none`` (``None``: the method's default).
         device: ``cpu``, ``cuda``, ``cuda:1``...
         dtype: model dtype during pruning (``float32``, ``bfloat16``...).
@@ -149,8 +154,8 @@ class RunConfig:
     method_options: dict[str, Any] = attrs.field(factory=dict)
     curvature_options: dict[str, Any] = attrs.field(factory=dict)
     structure_options: dict[str, Any] = attrs.field(factory=dict)
-    damping_g: float = attrs.field(default=0.01, validator=v.ge(0.0))
-    damping_a: float = attrs.field(default=0.01, validator=v.ge(0.0))
+    damping_g: float | None = attrs.field(default=None, validator=v.optional(v.ge(0.0)))
+    damping_a: float | None = attrs.field(default=None, validator=v.optional(v.ge(0.0)))
     update: str | None = attrs.field(default=None, validator=v.optional(v.in_(["full", "none"])))
     calibration: CalibrationConfig = attrs.field(factory=CalibrationConfig)
     evaluation: EvalConfig = attrs.field(factory=EvalConfig)

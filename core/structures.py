@@ -97,7 +97,15 @@ class CandidateSet:
 
 
 class Structure(ABC):
-    """A family of removable weight groups: rows and columns, N:M groups, elements."""
+    """A family of removable weight groups: rows and columns, N:M groups, elements.
+
+    Attributes:
+        default_damping_g, default_damping_a: relative damping of ``G`` and ``A`` used
+            when the run does not set ``damping_g`` / ``damping_a``.
+    """
+
+    default_damping_g: float = 0.1
+    default_damping_a: float = 0.1
 
     @property
     def implied_size(self) -> float | None:

@@ -16,7 +16,7 @@ from llm_surgeon.curvature import Curvature, Damping, KroneckerCurvature
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods import Method, ShotLog
 from llm_surgeon.session import PruningSession
-from llm_surgeon.structures import UpdateMode
+from llm_surgeon.structures import Structure, UpdateMode
 from llm_surgeon.threshold import global_threshold
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ class ThresholdMethod(Method):
         shot_log.info["curvature_mb"] = result.nbytes / 2**20
         if result.info:
             shot_log.info["curvature"] = result.info
-        damping = Damping(g=session.config.damping_g, a=session.config.damping_a)
+        damping = resolved_damping(session)
+        shot_log.info["damping"] = {"g": damping.g, "a": damping.a}
         for curvature in result.curvatures.values():
             if isinstance(curvature, KroneckerCurvature):
                 curvature.damping = damping
@@ -86,6 +87,16 @@ class ThresholdMethod(Method):
             shot_log.info["damping_escalations"] = escalations
             log.warning("damping escalated in %d modules: %s", len(escalations), escalations)
         return shot_log
+
+
+def resolved_damping(session: PruningSession) -> Damping:
+    """The run's damping, each factor left ``None`` replaced by the structure's default."""
+    g, a = session.config.damping_g, session.config.damping_a
+    if g is None:
+        g = getattr(session.structure, "default_damping_g", Structure.default_damping_g)
+    if a is None:
+        a = getattr(session.structure, "default_damping_a", Structure.default_damping_a)
+    return Damping(g=g, a=a)
 
 
 def _named(module_name: str, fn, *args):

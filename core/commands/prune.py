@@ -78,8 +78,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     size.add_argument("--sparsity", type=float, help="fraction of prunable weights removed, in [0, 1)")
     g.add_argument("--shots", type=int, help="number of shots (default: 5)")
     g.add_argument("--schedule", help="target-size schedule over shots: linear (default) or cubic")
-    g.add_argument("--damping-g", type=float, help="relative damping of the output factor G")
-    g.add_argument("--damping-a", type=float, help="relative damping of the input factor A")
+    g.add_argument("--damping-g", type=float,
+                   help="relative damping of the output factor G (default: the structure's, 0.1)")
+    g.add_argument("--damping-a", type=float,
+                   help="relative damping of the input factor A (default: the structure's, "
+                        "0.1 for row-col, 0.01 for element and N:M)")
     g.add_argument("--update", choices=["full", "none"], help="weight update (default: the method's)")
     g.add_argument("--rank", type=int, help="curvature option: Kronecker rank")
     g.add_argument("--iterations", type=int, help="curvature option: power iterations")

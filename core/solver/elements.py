@@ -7,12 +7,15 @@ For a chunk ``c`` of removed weights at positions ``(r_a, j_a)``::
     dTheta = -G^-1[:, R_c] @ (X_c @ A^-1)           (X_c: alpha scattered into the chunk's rows R_c)
 
 so no ``(n m)^2`` matrix is ever formed. Chunks are processed in row order, and each
-sees the updates of the chunks before it. Those updates are applied lazily, like
-SparseGPT's lazy batches: for one block of rows at a time, and only at the positions a
-chunk reads. The full update ``-G^-1 X A^-1``, with ``X`` all multipliers scattered, is
-two matrix products at the end, after which every removed weight is set exactly to zero
-(a weight removed by an earlier chunk is never read again, so zeroing it only at the
-end is the same as keeping it zero throughout).
+sees the updates of the chunks before it (one forward block Gauss-Seidel sweep on the
+joint system; exact with a single chunk). Those updates are applied lazily, like
+SparseGPT's lazy batches: the rows of a block are brought up to date when the block
+starts, and within the block only their accumulated change is tracked. A chunk only
+gathers ``k x k`` blocks of ``G^-1`` and ``A^-1`` for its system. The full update
+``-G^-1 X A^-1``, with ``X`` all multipliers scattered, is two matrix products at the
+end, after which every removed weight is set exactly to zero (a weight removed by an
+earlier chunk is never read again, so zeroing it only at the end is the same as
+keeping it zero throughout).
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ def solve_spd(matrix: Tensor, rhs: Tensor, what: str = "E_K F^-1 E_K^T") -> Tens
         else:
             raise NumericalError(f"{what} ({len(matrix)}x{len(matrix)}) is not positive definite")
     return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
+
+
+def _spread(alpha: Tensor, cols: Tensor, a_inv: Tensor) -> Tensor:
+    """``x @ A^-1`` for ``x`` the vector with ``alpha`` at ``cols`` and zeros elsewhere."""
+    return alpha @ a_inv.index_select(0, cols)
 
 
 def check_joint(k: int, chunk_size: ChunkSize) -> None:
@@ -82,7 +90,6 @@ def remove_elements_rank1(
     check_joint(max(b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)), chunk_size)
     first_row = rows_all[torch.tensor(bounds[:-1], device=flat.device)].tolist()
     last_row = rows_all[torch.tensor(bounds[1:], device=flat.device) - 1].tolist()
-    single_row = [a == b for a, b in zip(first_row, last_row, strict=True)]
 
     values = theta.view(-1)[flat]
     x_all = torch.zeros_like(theta)  # the multipliers alpha of every chunk, scattered
@@ -95,26 +102,31 @@ def remove_elements_rank1(
         while j + 1 < n_chunks and last_row[j + 1] - s < BLOCK_ROWS:
             j += 1
         e = last_row[j] + 1
-        g_cols = g_inv[s:e]  # (B, d_out)
-        # pending[r] @ A^-1 is minus the update of row s + r so far (G^-1 X A^-1)[s + r].
-        pending = g_cols[:, :done] @ x_all[:done] if done else torch.zeros_like(theta[s:e])
+        g_block = g_inv[s:e]  # (B, d_out)
+        # change[r] is minus the update of row s + r so far: (G^-1 X A^-1)[s + r].
+        change = (g_block[:, :done] @ x_all[:done]) @ a_inv if done else torch.zeros_like(theta[s:e])
         for c in range(i, j + 1):
             lo, hi = bounds[c], bounds[c + 1]
             rows, cols = rows_all[lo:hi], cols_all[lo:hi]
-            a_rows = a_inv.index_select(0, cols)  # (k, d_in) = A^-1[j, :]
-            if single_row[c]:
+            current = values[lo:hi] - change[rows - s, cols]
+            a_block = a_inv[cols[:, None], cols[None, :]]  # A^-1[j, j], (k, k)
+            if first_row[c] == last_row[c]:
                 r = first_row[c]
-                current = values[lo:hi] - a_rows @ pending[r - s]
-                system = a_rows.index_select(1, cols).mul_(g_inv[r, r])
-                alpha = solve_spd(system, current)
-                pending.index_add_(1, cols, torch.outer(g_cols[:, r], alpha))
+                alpha = solve_spd(a_block.mul_(g_inv[r, r]), current)
+                x_flat[flat[lo:hi]] = alpha
+                if c < j:  # later chunks of this block read `change`
+                    change.addr_(g_block[:, r], _spread(alpha, cols, a_inv))
             else:
-                current = values[lo:hi] - (pending.index_select(0, rows - s) * a_rows).sum(dim=1)
-                g_rows = g_inv.index_select(0, rows).index_select(1, rows)
-                system = g_rows.mul_(a_rows.index_select(1, cols))
+                local = rows - first_row[c]  # the chunk's rows lie in first_row..last_row
+                n_rows = last_row[c] - first_row[c] + 1
+                g_small = g_inv[first_row[c] : last_row[c] + 1, first_row[c] : last_row[c] + 1]
+                system = a_block.mul_(g_small[local[:, None], local[None, :]])
                 alpha = solve_spd(system, current)
-                pending.index_add_(1, cols, g_cols.index_select(1, rows) * alpha)
-            x_flat[flat[lo:hi]] = alpha
+                x_flat[flat[lo:hi]] = alpha
+                if c < j:
+                    scattered = torch.zeros(n_rows, d_in, dtype=theta.dtype, device=theta.device)
+                    scattered[local, cols] = alpha
+                    change.addmm_(g_block[:, first_row[c] : last_row[c] + 1], scattered @ a_inv)
         done = max(done, e)
         i = j + 1
     new = theta - (g_inv @ x_all) @ a_inv

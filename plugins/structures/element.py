@@ -77,8 +77,9 @@ def remove_weights(
 ) -> float:
     """Remove the weights ``removed`` (``(d_out, d_w)`` bool) of ``state``'s module.
 
-    Already dead weights in ``removed`` are ignored. The module's weights and mask are
-    updated in place.
+    Weights removed in earlier shots are constraints of the update too, so they stay
+    exactly zero at the optimum instead of being moved and zeroed again afterwards.
+    The module's weights and mask are updated in place.
 
     Returns:
         The predicted increase of the quadratic loss model.
@@ -91,7 +92,7 @@ def remove_weights(
     solver = cache.get(curvature, view, pop=True)
     theta = state.theta()
     removed_full = torch.zeros(view.d_out, view.d_in, dtype=torch.bool)
-    removed_full[:, : new.shape[1]] = new
+    removed_full[:, : new.shape[1]] = new | ~state.mask.cpu()
     sub, cost = solver.remove_elements(
         view.restrict(theta),
         view.restrict(removed_full).to(theta.device),
@@ -109,6 +110,10 @@ class ElementStructure(Structure):
     Args:
         config: the structure's options.
     """
+
+    #: As in the paper's released unstructured scripts: ``G`` by 0.1, ``A`` by 0.01.
+    default_damping_g = 0.1
+    default_damping_a = 0.01
 
     def __init__(self, config: ElementConfig | None = None):
         self.config = config or ElementConfig()

@@ -56,6 +56,10 @@ class NMStructure(Structure):
         config: the structure's options.
     """
 
+    #: As in the paper's released semi-structured scripts: ``G`` by 0.1, ``A`` by 0.01.
+    default_damping_g = 0.1
+    default_damping_a = 0.01
+
     def __init__(self, config: NMConfig | None = None):
         self.config = config or NMConfig()
         self.cache = SolverCache()

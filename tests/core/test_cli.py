@@ -176,6 +176,9 @@ def test_prune_end_to_end_on_a_tiny_model(structure, target, tolerance, tiny_mod
     assert report["achieved_size"] == pytest.approx(target, abs=tolerance)
     assert math.isfinite(report["ppl_before"]) and math.isfinite(report["ppl_after"])
     assert "train split not available" in report["calibration"]["note"]
+    # The structure's default damping was resolved and recorded (magnitude ignores it).
+    expected_a = 0.01 if structure == "element" else 0.1
+    assert report["damping"] == {"g": 0.1, "a": expected_a}
     model = AutoModelForCausalLM.from_pretrained(out)
     linears = [m.weight for name, m in model.named_modules()
                if isinstance(m, torch.nn.Linear) and ".layers." in name]

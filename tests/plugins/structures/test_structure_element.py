@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 from structure_cases import close, live_oracle, make_layer
@@ -52,6 +53,46 @@ def test_second_shot_counts_dead_weights_and_keeps_them_zero(chunk):
     assert torch.all(w[second.reshape(6, 5)] == 0)
     assert torch.all(w[~second.reshape(6, 5)] != 0)
     assert state.remaining == cands.remaining({"elements": int(second.sum())})
+
+
+def test_second_shot_update_keeps_earlier_removals_as_constraints():
+    """The second shot's update is the KKT optimum with old and new removals held at zero."""
+    state, curvature = make_layer(6, 5, bias=True)
+    structure = ElementStructure(ElementConfig(chunk_size=None))
+    first = _threshold(structure.candidates(state, curvature).costs["elements"], 0.3)
+    structure.apply(state, curvature, {"elements": first}, UpdateMode.FULL)
+    second = _threshold(structure.candidates(state, curvature).costs["elements"], 0.6)
+    theta = state.theta()
+    removed = torch.zeros_like(theta, dtype=torch.bool)
+    removed[:, :5] = second.reshape(6, 5)  # includes the first shot's removals
+    expected, expected_cost = live_oracle(state, curvature, theta, removed)
+    cost = structure.apply(state, curvature, {"elements": second}, UpdateMode.FULL)
+    assert close(state.theta(), expected)
+    assert close(cost, expected_cost)
+    # Without the old zeros as constraints the optimum differs, so the check can fail.
+    only_new = removed.clone()
+    only_new[:, :5] &= ~first.reshape(6, 5)
+    unconstrained, _ = live_oracle(state, curvature, theta, only_new)
+    unconstrained[:, :5][first.reshape(6, 5)] = 0.0
+    assert not close(unconstrained, expected)
+
+
+def test_default_damping_per_structure_and_overrides():
+    from llm_surgeon.plugins.structures.nm import NMStructure
+    from llm_surgeon.plugins.structures.row_col import RowColStructure
+    from llm_surgeon.testing import make_session, tiny_model
+    from llm_surgeon.threshold_method import resolved_damping
+
+    assert ElementStructure.default_damping_g == NMStructure.default_damping_g == 0.1
+    assert ElementStructure.default_damping_a == NMStructure.default_damping_a == 0.01
+    assert RowColStructure.default_damping_g == RowColStructure.default_damping_a == 0.1
+    session = make_session(tiny_model("llama"), structure="element")
+    assert (resolved_damping(session).g, resolved_damping(session).a) == (0.1, 0.01)
+    session.config = attrs.evolve(session.config, damping_g=0.03)
+    assert (resolved_damping(session).g, resolved_damping(session).a) == (0.03, 0.01)
+    session = make_session(tiny_model("llama"), structure="row-col")
+    session.config = attrs.evolve(session.config, damping_a=0.2)
+    assert (resolved_damping(session).g, resolved_damping(session).a) == (0.1, 0.2)
 
 
 def test_chunk_size_option_parsing():
