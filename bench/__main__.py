@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     p_render = sub.add_parser("render", help="write RESULTS.md and figures from stored records")
     p_render.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS)
     p_render.add_argument("--profile", action="append", help="only these profiles (repeatable)")
+    p_render.add_argument("--readme", type=Path, metavar="FILE",
+                          help="also rewrite the '<!-- bench:PROFILE:start/end -->' blocks of FILE "
+                               "with each profile's table and figures")
     return parser
 
 
@@ -104,6 +107,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_render(args: argparse.Namespace) -> int:
     path = render.render(args.results, args.profile)
     print(path)
+    if args.readme:
+        render.update_readme(args.readme, args.results)
+        print(args.readme)
     return 0
 
 

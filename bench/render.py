@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,88 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
              "|" + "|".join("---" if i < 4 else "---:" for i in range(len(_COLUMNS))) + "|"]
     lines += ["| " + " | ".join(row(r)) + " |" for r in rows]
     return "\n".join(lines)
+
+
+#: Columns of the compact table written into the README.
+_README_COLUMNS = (
+    "method", "structure", "target", "achieved", "shots", "ppl", "total s", "passes s",
+    "solver s", "LoRA s", "eval s", "outside passes (excl. load)", "peak RSS MB",
+)
+
+
+def readme_table(recs: Sequence[dict[str, Any]]) -> str:
+    """A compact Markdown table of the successful records, for the project README."""
+    lines = ["| " + " | ".join(_README_COLUMNS) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(_README_COLUMNS))) + "|"]
+    for r in recs:
+        if r.get("status") != "ok":
+            continue
+        seconds = r.get("seconds") or {}
+        ppl = r.get("ppl_after")
+        lines.append("| " + " | ".join([
+            figures.label(r), r["structure"], _num(r["target_size"], "g"),
+            _num(r.get("achieved_size"), ".4f"), str(r.get("shots")),
+            _num(ppl, ".2f" if ppl is None or ppl < 1e4 else ".3g"),
+            _num(seconds.get("total"), ".0f"), _num(seconds.get("passes"), ".0f"),
+            _num(seconds.get("solver"), ".0f"), _num(seconds.get("lora"), ".0f"),
+            _num(seconds.get("eval"), ".0f"),
+            _pct(records.outside_passes_ratio(seconds, exclude_load=True) if seconds else None),
+            _num(r.get("peak_rss_mb"), ".0f"),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+def readme_markers(profile: str) -> tuple[str, str]:
+    """The comment lines that delimit a profile's generated table in a README."""
+    return f"<!-- bench:{profile}:start -->", f"<!-- bench:{profile}:end -->"
+
+
+def readme_profiles(text: str) -> list[str]:
+    """Profiles that have a ``<!-- bench:PROFILE:start -->`` block in ``text``."""
+    return re.findall(r"<!-- bench:([\w-]+):start -->", text)
+
+
+def update_readme(readme: str | Path, results_dir: str | Path | None = None,
+                  profile_names: Sequence[str] | None = None) -> bool:
+    """Rewrite the generated blocks of ``readme`` with each profile's table and figures.
+
+    A block is the text between ``<!-- bench:PROFILE:start -->`` and
+    ``<!-- bench:PROFILE:end -->``; everything outside the blocks is left as it is.
+
+    Args:
+        readme: the Markdown file.
+        results_dir: folder with ``runs/*.json`` (default ``bench/results``).
+        profile_names: blocks to rewrite (default: every block found).
+
+    Returns:
+        Whether the file changed.
+
+    Raises:
+        ValueError: a requested block is missing, or a block has no end marker.
+    """
+    from bench.runner import DEFAULT_RESULTS
+
+    readme = Path(readme)
+    results_dir = Path(results_dir or DEFAULT_RESULTS)
+    text = original = readme.read_text()
+    names = list(profile_names) if profile_names is not None else readme_profiles(text)
+    all_records = records.load_all(results_dir)
+    base = readme.resolve().parent
+    for profile in names:
+        start, end = readme_markers(profile)
+        i, j = text.find(start), text.find(end)
+        if i < 0 or j < i:
+            raise ValueError(f"{readme} has no '{start}' ... '{end}' block")
+        recs = order(records.latest(all_records, profile), profile)
+        figs = []
+        for kind, path in profile_figures(profile, recs, results_dir / "figures").items():
+            path = path.resolve()
+            rel = path.relative_to(base) if path.is_relative_to(base) else path
+            figs.append(f"![{profile}: {kind}]({rel.as_posix()})")
+        block = "\n".join([start, "", readme_table(recs), "", *figs, "", end])
+        text = text[:i] + block + text[j + len(end):]
+    readme.write_text(text)
+    return text != original
 
 
 def order(recs: Sequence[dict[str, Any]], profile: str) -> list[dict[str, Any]]:

@@ -26,8 +26,23 @@ _MAX_TIES = 100_000
 class _Group:
     module: int
     name: str
-    sorted_costs: Tensor  # ascending, float64, CPU
-    order: Tensor  # argsort of the original costs
+    costs: Tensor  # flat, float64, CPU (the candidate set's own tensor when it already is)
+    sorted_costs: Tensor  # ascending copy of ``costs``
+
+    def first(self, count: int) -> Tensor:
+        """Bool selection of the ``count`` cheapest candidates, ties broken by position.
+
+        The same selection as the first ``count`` entries of a stable argsort, without
+        keeping an index array as large as the costs.
+        """
+        if count == 0:
+            return torch.zeros(len(self.costs), dtype=torch.bool)
+        edge = self.sorted_costs[count - 1]
+        selected = self.costs < edge
+        missing = count - int(selected.sum())
+        if missing:
+            selected[(self.costs == edge).nonzero().flatten()[:missing]] = True
+        return selected
 
 
 def _prepare(candidates: Sequence[CandidateSet]) -> list[_Group]:
@@ -37,8 +52,7 @@ def _prepare(candidates: Sequence[CandidateSet]) -> list[_Group]:
             c = costs.detach().flatten().to("cpu", torch.float64)
             if not torch.isfinite(c).all():
                 raise FloatingPointError(f"non-finite candidate costs in module #{m}, group {name!r}")
-            values, order = torch.sort(c, stable=True)
-            groups.append(_Group(m, name, values, order))
+            groups.append(_Group(m, name, c, torch.sort(c).values))
     return groups
 
 
@@ -98,9 +112,7 @@ def global_threshold(candidates: Sequence[CandidateSet], target_weights: int) ->
             counts = _resolve_ties(counter, counts_lo, counts_hi, target_weights)
     selections: list[dict[str, Tensor]] = [dict() for _ in candidates]
     for g, c in zip(groups, counts, strict=True):
-        sel = torch.zeros(len(g.order), dtype=torch.bool)
-        sel[g.order[:c]] = True
-        selections[g.module][g.name] = sel
+        selections[g.module][g.name] = g.first(c)
     return selections, counter.size(counts)
 
 

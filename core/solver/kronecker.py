@@ -258,7 +258,7 @@ class KroneckerSolver(CurvatureSolver):
             g_rr = self.g_inv[r_idx][:, r_idx]
             coef = torch.linalg.solve(g_rr, t[r_idx])  # (|R|, d_in) = (G^-1_RR)^-1 W_R
             cost += 0.5 * float((coef * (t[r_idx] @ self.a)).sum())
-            t = t - self.g_inv[:, r_idx] @ coef
+            t = t - self.g_inv[r_idx].T @ coef  # G^-1[:, R], read as rows (G^-1 is symmetric)
             t[r_idx] = 0.0
         c_idx = cols.nonzero().flatten()
         keep = (~rows).nonzero().flatten()

@@ -109,3 +109,31 @@ def test_nothing_to_draw_writes_nothing(tmp_path):
     assert not list(tmp_path.iterdir())
     text = render.render(tmp_path).read_text()
     assert "No records yet" in text
+
+
+def test_readme_block_is_rewritten_between_its_markers(tmp_path):
+    stored = _store(tmp_path / "results")
+    readme = tmp_path / "README.md"
+    start, end = render.readme_markers("quick")
+    readme.write_text(f"# Title\n\nbefore\n{start}\nold table\n{end}\nafter\n")
+    assert render.readme_profiles(readme.read_text()) == ["quick"]
+    assert render.update_readme(readme, tmp_path / "results")
+    text = readme.read_text()
+    assert text.startswith("# Title\n\nbefore\n") and text.endswith(f"{end}\nafter\n")
+    assert "old table" not in text
+    for record in stored:
+        if record["status"] == "ok":
+            assert f"| {record['ppl_after']:.2f} |" in text
+    assert "no wanda today" not in text  # failed runs stay out of the README
+    assert "](results/figures/quick-ppl-vs-size.png)" in text
+    # a second rewrite changes nothing
+    assert not render.update_readme(readme, tmp_path / "results")
+
+
+def test_readme_without_markers_is_refused(tmp_path):
+    _store(tmp_path / "results")
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n")
+    with pytest.raises(ValueError, match="bench:quick:start"):
+        render.update_readme(readme, tmp_path / "results", ["quick"])
+    assert readme.read_text() == "# Title\n"

@@ -55,6 +55,20 @@ def test_ties_resolved_one_by_one():
         assert kept == want
 
 
+def test_tied_selection_takes_the_first_positions_like_a_stable_sort():
+    # Costs with many ties: the selection must equal the first `kept` entries of a
+    # stable argsort, whatever the number of candidates taken.
+    costs = torch.tensor([0.3, 0.1, 0.3, 0.2, 0.1, 0.3, 0.05, 0.2, 0.3], dtype=torch.float64)
+    order = torch.sort(costs, stable=True).indices
+    for want in range(len(costs) + 1):
+        cands = [CandidateSet({"elements": costs}, lambda c: len(costs) - c["elements"])]
+        selections, kept = global_threshold(cands, want)
+        expected = torch.zeros(len(costs), dtype=torch.bool)
+        expected[order[: len(costs) - kept]] = True
+        assert kept == want
+        assert torch.equal(selections[0]["elements"], expected)
+
+
 def test_dead_candidates_stay_selected():
     # Zero-cost candidates (already removed) are always selected.
     costs = torch.tensor([0.0, 0.0, 0.5, 0.7, 0.9])
