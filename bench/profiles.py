@@ -148,6 +148,9 @@ def _cpu() -> Profile:
             runs.append(_run(method, structure, target, _shots(method, shots), every_shot=every))
     for structure, target in (("row-col", 0.8), ("row-col", 0.7), ("element", 0.5)):
         runs.append(_run("surgeon", structure, target, shots, lora=True, tag="lora"))
+    # The control: the same LoRA phases on the unpruned model (nothing is removed at size
+    # 1.0), to separate domain adaptation to the calibration data from repair of pruning.
+    runs.append(_run("magnitude", "row-col", 1.0, shots, lora=True, tag="lora"))
     return Profile(
         name="cpu",
         description="32 x 512 calibration, 64 x 512 test tokens; structured, unstructured, 2:4 and "

@@ -54,7 +54,9 @@ def test_profile_settings_match_the_issue():
         assert {"surgeon", "sparsegpt", "wanda", "magnitude"} <= methods
     assert all(c.shots == 5 for c in cpu if c.method in ("surgeon", "kobd", "lobd"))
     lora = {(c.structure, c.target_size) for c in cpu if c.lora.enabled}
-    assert lora == {("row-col", 0.8), ("row-col", 0.7), ("element", 0.5)}
+    assert lora == {("row-col", 0.8), ("row-col", 0.7), ("element", 0.5), ("row-col", 1.0)}
+    control = [c for c in cpu if c.lora.enabled and c.target_size == 1.0]
+    assert len(control) == 1 and control[0].shots == 5  # LoRA on the dense model
 
     paper = [RunConfig.from_dict(r.config) for r in profiles.expand(profiles.get("paper"))]
     assert {(c.calibration.nsamples, c.calibration.seqlen) for c in paper} == {(128, 2048)}
