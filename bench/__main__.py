@@ -105,10 +105,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    path = render.render(args.results, args.profile)
+    path = render.render(args.results, args.profile, readme=args.readme)
     print(path)
     if args.readme:
-        render.update_readme(args.readme, args.results)
         print(args.readme)
     return 0
 

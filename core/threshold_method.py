@@ -16,7 +16,7 @@ from llm_surgeon.curvature import Curvature, Damping, KroneckerCurvature
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods import Method, ShotLog
 from llm_surgeon.session import PruningSession
-from llm_surgeon.structures import Structure, UpdateMode
+from llm_surgeon.structures import UpdateMode
 from llm_surgeon.threshold import global_threshold
 
 log = logging.getLogger(__name__)
@@ -92,11 +92,9 @@ class ThresholdMethod(Method):
 def resolved_damping(session: PruningSession) -> Damping:
     """The run's damping, each factor left ``None`` replaced by the structure's default."""
     g, a = session.config.damping_g, session.config.damping_a
-    if g is None:
-        g = getattr(session.structure, "default_damping_g", Structure.default_damping_g)
-    if a is None:
-        a = getattr(session.structure, "default_damping_a", Structure.default_damping_a)
-    return Damping(g=g, a=a)
+    structure = session.structure
+    return Damping(g=structure.default_damping_g if g is None else g,
+                   a=structure.default_damping_a if a is None else a)
 
 
 def _named(module_name: str, fn, *args):
