@@ -107,6 +107,7 @@ def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
             "predicted_cost": entry.get("predicted_cost"),
             "ppl": _finite(info.get("ppl")),
             "curvature_mb": info.get("curvature_mb"),
+            "peak_rss_mb_after": info.get("peak_rss_mb_after"),
         })
     return shots
 
@@ -170,6 +171,7 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
         "outside_passes_ratio": outside_passes_ratio(seconds),
         "outside_passes_ratio_excl_load": outside_passes_ratio(seconds, exclude_load=True),
         "peak_rss_mb": report.get("peak_rss_mb"),
+        "peak_rss_mb_after": report.get("peak_rss_mb_after"),
         "model_mb": provenance.get("model_mb"),
         "curvature_mb": max(curvature_mb) if curvature_mb else None,
         "prunable_parameters": report.get("prunable_parameters"),

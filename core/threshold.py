@@ -26,7 +26,7 @@ _MAX_TIES = 100_000
 class _Group:
     module: int
     name: str
-    costs: Tensor  # flat, float64, CPU (the candidate set's own tensor when it already is)
+    costs: Tensor  # flat, float32 or float64, CPU (the candidate set's own tensor when it already is)
     sorted_costs: Tensor  # ascending copy of ``costs``
 
     def first(self, count: int) -> Tensor:
@@ -49,7 +49,9 @@ def _prepare(candidates: Sequence[CandidateSet]) -> list[_Group]:
     groups = []
     for m, cset in enumerate(candidates):
         for name, costs in cset.costs.items():
-            c = costs.detach().flatten().to("cpu", torch.float64)
+            c = costs.detach().flatten().to("cpu")
+            if c.dtype not in (torch.float32, torch.float64):
+                c = c.to(torch.float64)
             if not torch.isfinite(c).all():
                 raise FloatingPointError(f"non-finite candidate costs in module #{m}, group {name!r}")
             groups.append(_Group(m, name, c, torch.sort(c).values))

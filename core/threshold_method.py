@@ -15,6 +15,7 @@ import torch
 from llm_surgeon.curvature import Curvature, Damping, KroneckerCurvature
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods import Method, ShotLog
+from llm_surgeon.report import peak_rss_mb
 from llm_surgeon.session import PruningSession
 from llm_surgeon.structures import UpdateMode
 from llm_surgeon.threshold import global_threshold
@@ -63,6 +64,8 @@ class ThresholdMethod(Method):
     def run_shot(self, session: PruningSession, shot: int, target_size: float) -> ShotLog:
         shot_log = ShotLog(shot=shot, target=target_size)
         curvatures = self._curvatures(session, shot_log)
+        # High-water marks of the process's RSS after each phase: where the peak is reached.
+        rss = shot_log.info["peak_rss_mb_after"] = {"passes": peak_rss_mb()}
 
         start = time.perf_counter()
         candidates = [
@@ -82,6 +85,7 @@ class ThresholdMethod(Method):
             if n_escalations:
                 escalations[state.pm.name] = n_escalations
         shot_log.seconds["solver"] = time.perf_counter() - start
+        rss["solver"] = peak_rss_mb()
         shot_log.predicted_cost = cost
         if escalations:
             shot_log.info["damping_escalations"] = escalations

@@ -51,9 +51,43 @@ def solve_spd(matrix: Tensor, rhs: Tensor, what: str = "E_K F^-1 E_K^T") -> Tens
     return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
 
 
-def _spread(alpha: Tensor, cols: Tensor, a_inv: Tensor) -> Tensor:
-    """``x @ A^-1`` for ``x`` the vector with ``alpha`` at ``cols`` and zeros elsewhere."""
-    return alpha @ a_inv.index_select(0, cols)
+#: Smallest chunk system solved with a float32 factorisation and float64 refinement.
+#: Below it the refinement steps cost more than the cheaper factorisation saves (on
+#: SmolLM2 shapes, 2 CPU threads: k = 173 is 12% slower mixed, k = 256 is 20% faster).
+MIXED_MIN = 192
+#: Refinement steps before a mixed-precision solve falls back to float64.
+MIXED_STEPS = 8
+#: Refinement stops at a residual of ``MIXED_TOL * max(diag) * ||x||_1``, a bound on
+#: ``|matrix| |x|``: a backward error some hundred times float64's own rounding.
+MIXED_TOL = 1e-13
+
+
+def solve_spd_mixed(matrix: Tensor, rhs: Tensor, what: str = "E_K F^-1 E_K^T") -> Tensor:
+    """Solve ``matrix @ x = rhs`` (float64 SPD) to float64 accuracy with a float32 Cholesky.
+
+    The float32 factorisation costs about half of a float64 one; iterative refinement
+    (residuals in float64, corrections from the float32 factor) then recovers float64
+    accuracy in a few ``k^2`` steps whenever ``cond(matrix)`` is well below ``1e7``.
+    Otherwise (the float32 factorisation fails, or refinement stalls) it falls back to
+    :func:`solve_spd`.
+    """
+    chol, info = torch.linalg.cholesky_ex(matrix.to(torch.float32))
+    if int(info) == 0:
+        x = torch.cholesky_solve(rhs.to(torch.float32).unsqueeze(-1), chol).squeeze(-1).to(matrix.dtype)
+        max_diag = float(matrix.diagonal().max())
+        for _ in range(MIXED_STEPS):
+            residual = rhs - matrix @ x
+            if float(residual.abs().max()) <= MIXED_TOL * max_diag * float(x.abs().sum()):
+                return x
+            x += torch.cholesky_solve(residual.to(torch.float32).unsqueeze(-1), chol).squeeze(-1).to(matrix.dtype)
+    return solve_spd(matrix, rhs, what)
+
+
+def _solve_chunk(matrix: Tensor, rhs: Tensor) -> Tensor:
+    """The chunk system: mixed precision for large float64 systems, else direct."""
+    if matrix.dtype == torch.float64 and len(matrix) >= MIXED_MIN:
+        return solve_spd_mixed(matrix, rhs)
+    return solve_spd(matrix, rhs)
 
 
 def check_joint(k: int, chunk_size: ChunkSize) -> None:
@@ -109,24 +143,26 @@ def remove_elements_rank1(
             lo, hi = bounds[c], bounds[c + 1]
             rows, cols = rows_all[lo:hi], cols_all[lo:hi]
             current = values[lo:hi] - change[rows - s, cols]
-            a_block = a_inv[cols[:, None], cols[None, :]]  # A^-1[j, j], (k, k)
+            a_rows = a_inv.index_select(0, cols)  # A^-1[j, :], (k, d_in), read once
+            a_block = a_rows[:, cols]  # A^-1[j, j], (k, k); faster than index_select(1, ...)
             if first_row[c] == last_row[c]:
                 r = first_row[c]
-                alpha = solve_spd(a_block.mul_(g_inv[r, r]), current)
+                alpha = _solve_chunk(a_block.mul_(g_inv[r, r]), current)
                 x_flat[flat[lo:hi]] = alpha
                 if c < j:  # later chunks of this block read `change`
-                    change.addr_(g_block[:, r], _spread(alpha, cols, a_inv))
+                    change.addr_(g_block[:, r], alpha @ a_rows)
             else:
                 local = rows - first_row[c]  # the chunk's rows lie in first_row..last_row
                 n_rows = last_row[c] - first_row[c] + 1
                 g_small = g_inv[first_row[c] : last_row[c] + 1, first_row[c] : last_row[c] + 1]
                 system = a_block.mul_(g_small[local[:, None], local[None, :]])
-                alpha = solve_spd(system, current)
+                alpha = _solve_chunk(system, current)
                 x_flat[flat[lo:hi]] = alpha
                 if c < j:
-                    scattered = torch.zeros(n_rows, d_in, dtype=theta.dtype, device=theta.device)
-                    scattered[local, cols] = alpha
-                    change.addmm_(g_block[:, first_row[c] : last_row[c] + 1], scattered @ a_inv)
+                    # Row i of the chunk's spread is the sum of alpha_a A^-1[j_a, :] over its weights.
+                    spread = torch.zeros(n_rows, d_in, dtype=theta.dtype, device=theta.device)
+                    spread.index_add_(0, local, alpha[:, None] * a_rows)
+                    change.addmm_(g_block[:, first_row[c] : last_row[c] + 1], spread)
         done = max(done, e)
         i = j + 1
     new = theta - (g_inv @ x_all) @ a_inv

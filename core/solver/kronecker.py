@@ -48,8 +48,10 @@ class KroneckerSolver(CurvatureSolver):
     """Solver for ``F = sum_r G_r ⊗ A_r``: closed forms for rank 1, eigenbasis for rank 2.
 
     Factorisations are computed once per instance, on first use, and reused by all
-    costs and updates. Damping escalations are recorded (as the largest number seen)
-    in ``curvature.info["damping_escalations"]``.
+    costs and updates. Full inverses are formed only when an update needs them (element
+    sets): costs read diagonals of the inverses and row/column updates their rows, both
+    solved from the Cholesky factors. Damping escalations are recorded (as the largest
+    number seen) in ``curvature.info["damping_escalations"]``.
 
     Args:
         curvature: the (already restricted) Kronecker curvature.
@@ -151,6 +153,33 @@ class KroneckerSolver(CurvatureSolver):
         f = self._factors[0][1]
         return self._identity(self.d_in) if f is None else f.inverse()
 
+    @cached_property
+    def g_inv_diag(self) -> Tensor:
+        """``diag(G^-1)`` (rank 1), ``(d_out,)``, without forming ``G^-1``."""
+        return self._inverse_diagonal(0, self.d_out)
+
+    @cached_property
+    def a_inv_diag(self) -> Tensor:
+        """``diag(A^-1)`` (rank 1), ``(d_in,)``, without forming ``A^-1``."""
+        return self._inverse_diagonal(1, self.d_in)
+
+    def _inverse_diagonal(self, side: int, n: int) -> Tensor:
+        f = self._factors[0][side]
+        if f is None:
+            return torch.ones(n, dtype=torch.float64, device=self.device)
+        full = self.__dict__.get(("g_inv", "a_inv")[side])
+        return full.diagonal() if full is not None else f.inverse_diagonal()
+
+    def _inverse_rows(self, side: int, index: Tensor) -> Tensor:
+        """Rows ``index`` of ``G^-1`` (``side`` 0) or ``A^-1`` (``side`` 1), row-major."""
+        full = self.__dict__.get(("g_inv", "a_inv")[side])
+        if full is not None:
+            return full.index_select(0, index)
+        f = self._factors[0][side]
+        if f is None:
+            return self._identity((self.d_out, self.d_in)[side]).index_select(0, index)
+        return f.inverse_rows(index)
+
     @property
     def eigen(self) -> EigenKronecker:
         """The joint eigenbasis (rank 2)."""
@@ -194,7 +223,7 @@ class KroneckerSolver(CurvatureSolver):
     def element_costs(self, theta: Tensor) -> Tensor:
         t = self._local(theta)
         if self.rank == 1:
-            diag = torch.outer(self.g_inv.diagonal(), self.a_inv.diagonal())
+            diag = torch.outer(self.g_inv_diag, self.a_inv_diag)
         elif self.rank == 2:
             diag = self.eigen.inverse_diag()
         else:
@@ -204,7 +233,7 @@ class KroneckerSolver(CurvatureSolver):
     def row_costs(self, theta: Tensor) -> Tensor:
         t = self._local(theta)
         if self.rank == 1:
-            costs = ((t @ self.a) * t).sum(dim=1) / (2 * self.g_inv.diagonal())
+            costs = ((t @ self.a) * t).sum(dim=1) / (2 * self.g_inv_diag)
         elif self.rank == 2:
             costs = self.eigen.row_costs(t)
         else:
@@ -214,7 +243,7 @@ class KroneckerSolver(CurvatureSolver):
     def col_costs(self, theta: Tensor) -> Tensor:
         t = self._local(theta)
         if self.rank == 1:
-            costs = ((self.g @ t) * t).sum(dim=0) / (2 * self.a_inv.diagonal())
+            costs = ((self.g @ t) * t).sum(dim=0) / (2 * self.a_inv_diag)
         elif self.rank == 2:
             costs = self.eigen.col_costs(t)
         else:
@@ -255,20 +284,20 @@ class KroneckerSolver(CurvatureSolver):
         cost = 0.0
         r_idx = rows.nonzero().flatten()
         if len(r_idx):
-            g_rr = self.g_inv[r_idx][:, r_idx]
-            coef = torch.linalg.solve(g_rr, t[r_idx])  # (|R|, d_in) = (G^-1_RR)^-1 W_R
+            g_rows = self._inverse_rows(0, r_idx)  # G^-1[R, :] = G^-1[:, R]^T
+            coef = torch.linalg.solve(g_rows[:, r_idx], t[r_idx])  # (|R|, d_in) = (G^-1_RR)^-1 W_R
             cost += 0.5 * float((coef * (t[r_idx] @ self.a)).sum())
-            t = t - self.g_inv[r_idx].T @ coef  # G^-1[:, R], read as rows (G^-1 is symmetric)
+            t = t - g_rows.T @ coef
             t[r_idx] = 0.0
         c_idx = cols.nonzero().flatten()
         keep = (~rows).nonzero().flatten()
         if len(c_idx) and len(keep):
             sub = t[keep]
-            a_cc = self.a_inv[c_idx][:, c_idx]
-            coef = torch.linalg.solve(a_cc, sub[:, c_idx].T).T  # (|keep|, |C|) = W_C (A^-1_CC)^-1
+            a_rows = self._inverse_rows(1, c_idx)  # A^-1[C, :]
+            coef = torch.linalg.solve(a_rows[:, c_idx], sub[:, c_idx].T).T  # W_C (A^-1_CC)^-1
             g_kk = self.g[keep][:, keep]
             cost += 0.5 * float(((g_kk @ sub[:, c_idx]) * coef).sum())
-            sub = sub - coef @ self.a_inv[c_idx]
+            sub = sub - coef @ a_rows
             sub[:, c_idx] = 0.0
             t[keep] = sub
         t[:, c_idx] = 0.0

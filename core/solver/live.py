@@ -110,14 +110,19 @@ class SolverCache:
     factorisations (first come, first kept, so that a pass over all modules followed by
     a second pass still finds the first ones); :meth:`pop` removes an entry for its last use.
 
+    The default budget is 0: nothing is kept. Costs need only Cholesky factors and the
+    diagonals of the inverses, so factorising again in ``apply`` costs a few
+    ``n^3 / 3`` per module, while keeping float64 factorisations of every module of a
+    model between the two phases would take several times the curvature's own memory.
+
     Args:
         max_bytes: memory budget of cached solvers (estimated from their layer shapes);
-            default ``$LLM_SURGEON_SOLVER_CACHE_MB`` MiB, else 2048 MiB.
+            default ``$LLM_SURGEON_SOLVER_CACHE_MB`` MiB, else 0.
     """
 
     def __init__(self, max_bytes: int | None = None):
         if max_bytes is None:
-            max_bytes = int(os.environ.get("LLM_SURGEON_SOLVER_CACHE_MB", "2048")) * 2**20
+            max_bytes = int(os.environ.get("LLM_SURGEON_SOLVER_CACHE_MB", "0")) * 2**20
         self.max_bytes = max_bytes
         self._entries: OrderedDict[int, tuple[weakref.ref, LiveView, CurvatureSolver, int]] = OrderedDict()
         self._bytes = 0

@@ -55,7 +55,9 @@ def full_element_costs(state: ModuleState, curvature: Curvature, cache: SolverCa
     """Single-weight removal costs of every weight of ``W``; dead weights cost 0.
 
     Returns:
-        ``(d_out, d_w)`` float64 on the CPU (``d_w``: columns of ``W``, bias excluded).
+        ``(d_out, d_w)`` float32 on the CPU (``d_w``: columns of ``W``, bias excluded).
+        Only the costs' order matters to the threshold, and there is one per weight of
+        the model, so they are kept in half the memory of float64.
     """
     view = LiveView.of(state.mask, state.pm.has_bias)
     theta = state.theta()
@@ -64,7 +66,7 @@ def full_element_costs(state: ModuleState, curvature: Curvature, cache: SolverCa
         solver = cache.get(curvature, view)
         costs = view.scatter(costs, solver.element_costs(view.restrict(theta)).cpu())
     d_w = state.mask.shape[1]
-    return costs[:, :d_w] * state.mask.cpu()
+    return (costs[:, :d_w] * state.mask.cpu()).to(torch.float32)
 
 
 def remove_weights(

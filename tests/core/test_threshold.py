@@ -17,6 +17,11 @@ def _rowcol(rows: int, cols: int, gen: torch.Generator) -> CandidateSet:
     )
 
 
+def _elements_with(costs: torch.Tensor) -> CandidateSet:
+    n = len(costs)
+    return CandidateSet(costs={"elements": costs}, remaining=lambda c: n - c["elements"])
+
+
 def _elements(n: int, gen: torch.Generator) -> CandidateSet:
     return CandidateSet(costs={"elements": torch.rand(n, generator=gen)},
                         remaining=lambda c, n=n: n - c["elements"])
@@ -81,3 +86,30 @@ def test_linear_schedule_ends_at_final():
     sizes = targets("linear", 5, 0.5)
     assert sizes == pytest.approx([0.9, 0.8, 0.7, 0.6, 0.5])
     assert targets("cubic", 3, 0.7)[-1] == 0.7
+
+
+def test_float32_costs_select_like_their_float64_values():
+    # Element costs come in float32 (half the memory); mixing them with float64 groups
+    # must select exactly what the same values in float64 select.
+    gen = torch.Generator().manual_seed(3)
+    c32 = [torch.rand(400, generator=gen), torch.rand(300, generator=gen)]
+    c32[1][::7] = c32[1][0]  # ties
+
+    def sets(costs):
+        return [_elements_with(c) for c in costs]
+
+    for want in (0, 123, 350, 699, 700):
+        sel32, kept32 = global_threshold(sets(c32), want)
+        sel64, kept64 = global_threshold(sets([c.double() for c in c32]), want)
+        mixed, kept_mixed = global_threshold(sets([c32[0], c32[1].double()]), want)
+        assert kept32 == kept64 == kept_mixed == want
+        for a, b, m in zip(sel32, sel64, mixed, strict=True):
+            assert torch.equal(a["elements"], b["elements"]) and torch.equal(a["elements"], m["elements"])
+
+
+def test_float32_costs_are_not_copied_to_float64():
+    from llm_surgeon.threshold import _prepare
+
+    costs = torch.rand(100)
+    groups = _prepare([CandidateSet({"elements": costs}, lambda k: 100 - k["elements"])])
+    assert groups[0].costs.dtype == torch.float32 and groups[0].sorted_costs.dtype == torch.float32

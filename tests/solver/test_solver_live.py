@@ -46,8 +46,19 @@ def test_restricted_curvature_is_the_sub_block():
     assert close(sub.to_dense(), curvature.to_dense()[idx][:, idx])
 
 
-def test_cache_reuses_then_pops():
+def test_cache_keeps_nothing_by_default(monkeypatch):
+    monkeypatch.delenv("LLM_SURGEON_SOLVER_CACHE_MB", raising=False)
     cache = SolverCache()
+    curvature = kron_curvature(5, 5)
+    view = LiveView.of(_mask(), has_bias=True)
+    assert cache.get(curvature, view) is not cache.get(curvature, view)
+    monkeypatch.setenv("LLM_SURGEON_SOLVER_CACHE_MB", "1")
+    cache = SolverCache()
+    assert cache.get(curvature, view) is cache.get(curvature, view)
+
+
+def test_cache_reuses_then_pops():
+    cache = SolverCache(max_bytes=2**20)
     curvature = kron_curvature(5, 5)
     view = LiveView.of(_mask(), has_bias=True)
     first = cache.get(curvature, view)
