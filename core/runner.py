@@ -110,7 +110,7 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
         log.warning("%s", calibration_info["note"])
 
     totals: dict[str, float] = {"load": seconds_load}
-    rss_after = {"load": peak_rss_mb()}  # RSS high-water marks; shots record their own
+    rss_after_load = peak_rss_mb()  # RSS high-water mark; shots record their own
     ppl_before = ppl_after = None
     windows = None
     if config.evaluation.enabled:
@@ -160,7 +160,7 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
 
     report = _report(config, resolved, session, shot_logs, calibration_info, ppl_before, ppl_after,
                      totals, started, final_lora)
-    report["peak_rss_mb_after"] = {**rss_after, "run": report["peak_rss_mb"]}
+    report["peak_rss_mb_after"] = {"load": rss_after_load}
     if config.out:
         with atomic_output(config.out, overwrite=overwrite) as folder:
             if config.save_model:

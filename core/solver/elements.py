@@ -83,9 +83,9 @@ def solve_spd_mixed(matrix: Tensor, rhs: Tensor, what: str = "E_K F^-1 E_K^T") -
     return solve_spd(matrix, rhs, what)
 
 
-def _solve_chunk(matrix: Tensor, rhs: Tensor) -> Tensor:
-    """The chunk system: mixed precision for large float64 systems, else direct."""
-    if matrix.dtype == torch.float64 and len(matrix) >= MIXED_MIN:
+def solve_chunk(matrix: Tensor, rhs: Tensor) -> Tensor:
+    """Solve one chunk's ``E_c F^-1 E_c^T`` system: mixed precision from ``MIXED_MIN`` up."""
+    if len(matrix) >= MIXED_MIN:
         return solve_spd_mixed(matrix, rhs)
     return solve_spd(matrix, rhs)
 
@@ -147,7 +147,7 @@ def remove_elements_rank1(
             a_block = a_rows[:, cols]  # A^-1[j, j], (k, k); faster than index_select(1, ...)
             if first_row[c] == last_row[c]:
                 r = first_row[c]
-                alpha = _solve_chunk(a_block.mul_(g_inv[r, r]), current)
+                alpha = solve_chunk(a_block.mul_(g_inv[r, r]), current)
                 x_flat[flat[lo:hi]] = alpha
                 if c < j:  # later chunks of this block read `change`
                     change.addr_(g_block[:, r], alpha @ a_rows)
@@ -156,7 +156,7 @@ def remove_elements_rank1(
                 n_rows = last_row[c] - first_row[c] + 1
                 g_small = g_inv[first_row[c] : last_row[c] + 1, first_row[c] : last_row[c] + 1]
                 system = a_block.mul_(g_small[local[:, None], local[None, :]])
-                alpha = _solve_chunk(system, current)
+                alpha = solve_chunk(system, current)
                 x_flat[flat[lo:hi]] = alpha
                 if c < j:
                     # Row i of the chunk's spread is the sum of alpha_a A^-1[j_a, :] over its weights.

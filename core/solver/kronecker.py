@@ -163,16 +163,20 @@ class KroneckerSolver(CurvatureSolver):
         """``diag(A^-1)`` (rank 1), ``(d_in,)``, without forming ``A^-1``."""
         return self._inverse_diagonal(1, self.d_in)
 
+    def _formed_inverse(self, side: int) -> Tensor | None:
+        """``G^-1`` (``side`` 0) or ``A^-1`` (``side`` 1) if an update already formed it."""
+        return self.__dict__.get(("g_inv", "a_inv")[side])
+
     def _inverse_diagonal(self, side: int, n: int) -> Tensor:
         f = self._factors[0][side]
         if f is None:
             return torch.ones(n, dtype=torch.float64, device=self.device)
-        full = self.__dict__.get(("g_inv", "a_inv")[side])
+        full = self._formed_inverse(side)
         return full.diagonal() if full is not None else f.inverse_diagonal()
 
     def _inverse_rows(self, side: int, index: Tensor) -> Tensor:
         """Rows ``index`` of ``G^-1`` (``side`` 0) or ``A^-1`` (``side`` 1), row-major."""
-        full = self.__dict__.get(("g_inv", "a_inv")[side])
+        full = self._formed_inverse(side)
         if full is not None:
             return full.index_select(0, index)
         f = self._factors[0][side]

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.solver.base import ChunkSize, plan_chunks
-from llm_surgeon.solver.elements import check_joint, solve_spd
+from llm_surgeon.solver.elements import check_joint, solve_chunk
 
 #: Rank-2 chunks span at most this many rows (the gathered system grows with rows^2).
 MAX_CHUNK_ROWS = 8
@@ -109,7 +109,7 @@ class EigenKronecker:
             rows, cols = rows_all[start:end], cols_all[start:end]
             system, uniq, inv = self._system(rows, cols)
             current = theta[uniq] - (self.u[uniq] @ z) @ self.v.T
-            alpha = solve_spd(system, current[inv, cols])
+            alpha = solve_chunk(system, current[inv, cols])
             x = torch.zeros(len(uniq), d_in, dtype=theta.dtype, device=theta.device)
             x[inv, cols] = alpha
             z += self.w * (self.u[uniq].T @ (x @ self.v))

@@ -95,3 +95,18 @@ def test_costs_and_row_col_updates_form_no_full_inverse():
     assert close(new, best)
     g_inv = torch.linalg.inv(curvature.factors[0][0])
     assert close(solver.g_inv_diag, g_inv.diagonal(), rel=1e-12)
+
+
+def test_rank2_chunks_share_the_mixed_solve(monkeypatch):
+    # The eigenbasis solver of a sum of two Kronecker products solves its chunk systems
+    # through the same mixed-precision path.
+    curvature = kron_curvature(3, 220, rank=2, seed=6)
+    theta = random_theta(3, 220)
+    removed = random_mask(3, 220, 0.5)
+    used = []
+    real = elements.solve_spd_mixed
+    monkeypatch.setattr(elements, "solve_spd_mixed", lambda m, b: used.append(len(m)) or real(m, b))
+    new, cost = curvature.solver().remove_elements(theta, removed, chunk_size=None)
+    assert used
+    best, best_cost = constrained_optimum(curvature.to_dense(), theta, removed)
+    assert close(new, best) and close(cost, best_cost)
