@@ -1,6 +1,6 @@
 """Benchmark profiles: which pruning runs a profile contains, as plain data.
 
-A :class:`Profile` is a ``base`` dictionary of :class:`~llm_surgeon.config.RunConfig`
+A :class:`Profile` is a ``base`` dictionary of :class:`~llm_surgeon.run.config.RunConfig`
 fields shared by all its runs, plus a list of runs, each a dictionary with an ``id``
 and the fields it overrides. :func:`expand` merges them into one
 :class:`BenchRun` per run, ready for ``RunConfig.from_dict``.

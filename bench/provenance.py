@@ -68,7 +68,7 @@ def model_parameters(model: str, trust_remote_code: bool = False) -> int | None:
         import torch
         from transformers import AutoModelForCausalLM
 
-        from llm_surgeon.models import load_model_config
+        from llm_surgeon.model import load_model_config
 
         config = load_model_config(model, trust_remote_code=trust_remote_code)
         with torch.device("meta"):

@@ -1,6 +1,6 @@
 """Benchmark records: one JSON file per run under ``bench/results/runs/``.
 
-A record condenses a pruning report (:func:`llm_surgeon.runner.prune`) into what the
+A record condenses a pruning report (:func:`llm_surgeon.run.runner.prune`) into what the
 tables and figures need, plus provenance. Records are identified by a *key*, a hash
 of the profile, the run id and the run's settings (excluding where data and outputs
 live), so that a profile can be resumed: runs with a successful record of the same
@@ -144,7 +144,7 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
     Args:
         run: the :class:`~bench.profiles.BenchRun` (``profile``, ``id``, ``config``).
         key: :func:`run_key` of the run.
-        report: the dictionary returned by ``llm_surgeon.runner.prune``.
+        report: the dictionary returned by ``llm_surgeon.run.runner.prune``.
         started_at: ISO time the run started.
         provenance: ``git``, ``machine``, ``model_mb`` and ``wall_seconds`` entries.
     """

@@ -88,7 +88,7 @@ def normalise(run: BenchRun) -> BenchRun:
     Raises:
         llm_surgeon.errors.ConfigError: if the dictionary is not a valid ``RunConfig``.
     """
-    from llm_surgeon.config import RunConfig
+    from llm_surgeon.run.config import RunConfig
 
     config = RunConfig.from_dict(run.config).to_dict()
     return BenchRun(profile=run.profile, id=run.id, config=config)
@@ -96,8 +96,8 @@ def normalise(run: BenchRun) -> BenchRun:
 
 def _validate(run: BenchRun) -> None:
     """Check plugin names, options and model limits before any weights are loaded."""
-    from llm_surgeon.config import RunConfig
-    from llm_surgeon.validate import validate_run
+    from llm_surgeon.run.config import RunConfig
+    from llm_surgeon.run.validate import validate_run
 
     validate_run(RunConfig.from_dict(run.config))
 
@@ -141,8 +141,8 @@ def _run_isolated(run: BenchRun, options: RunOptions) -> dict[str, Any]:
 
 def _run_in_process(run: BenchRun, options: RunOptions, prune_fn: PruneFn | None) -> dict[str, Any]:
     if prune_fn is None:
-        from llm_surgeon.runner import prune as prune_fn
-    from llm_surgeon.config import RunConfig
+        from llm_surgeon.run.runner import prune as prune_fn
+    from llm_surgeon.run.config import RunConfig
 
     return prune_fn(RunConfig.from_dict(run.config), progress=options.progress)
 
@@ -177,7 +177,7 @@ def execute(planned: Sequence[PlannedRun], options: RunOptions, *, prune_fn: Pru
     Args:
         planned: from :func:`plan`.
         options: see :class:`RunOptions`.
-        prune_fn: replaces ``llm_surgeon.runner.prune`` (in-process runs only; tests).
+        prune_fn: replaces ``llm_surgeon.run.runner.prune`` (in-process runs only; tests).
         model_mb_fn: replaces the model-size lookup (tests).
     """
     todo = [p for p in planned if not p.skip]

@@ -2,7 +2,7 @@
 
 The benchmark runner starts one worker per run, so that each run's peak RSS is its
 own and a crash cannot take the whole suite down. The worker reads a ``RunConfig``
-dictionary, calls :func:`llm_surgeon.runner.prune` and writes the report to
+dictionary, calls :func:`llm_surgeon.run.runner.prune` and writes the report to
 ``REPORT_JSON``; on failure it writes ``{"error": ..., "traceback": ...}`` instead and
 exits with status 1.
 """
@@ -25,8 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     config_path, report_path = Path(argv[0]), Path(argv[1])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        from llm_surgeon.config import RunConfig
-        from llm_surgeon.runner import prune
+        from llm_surgeon.run.config import RunConfig
+        from llm_surgeon.run.runner import prune
 
         payload = json.loads(config_path.read_text())
         config = RunConfig.from_dict(payload["config"])

@@ -2,7 +2,8 @@
 
 The public API, importable from the top-level package::
 
-    from llm_surgeon import RunConfig, prune
+    from llm_surgeon.run.config import RunConfig
+    from llm_surgeon.run.runner import prune
 
     report = prune(RunConfig(model="smollm2-135m", method="magnitude", structure="element",
                              target_size=0.5, shots=1, out="out/magnitude"))
@@ -19,41 +20,41 @@ from typing import TYPE_CHECKING, Any
 #: Public name -> module that defines it.
 _EXPORTS: dict[str, str] = {
     # running
-    "prune": "llm_surgeon.runner",
-    "validate_run": "llm_surgeon.validate",
-    "ResolvedRun": "llm_surgeon.validate",
+    "prune": "llm_surgeon.run.runner",
+    "validate_run": "llm_surgeon.run.validate",
+    "ResolvedRun": "llm_surgeon.run.validate",
     # configuration
-    "RunConfig": "llm_surgeon.config",
-    "CalibrationConfig": "llm_surgeon.config",
-    "EvalConfig": "llm_surgeon.config",
-    "DataConfig": "llm_surgeon.config",
-    "LoraSettings": "llm_surgeon.config",
-    "FisherType": "llm_surgeon.config",
-    "load_recipe": "llm_surgeon.recipes",
-    "config_from_recipe": "llm_surgeon.recipes",
+    "RunConfig": "llm_surgeon.run.config",
+    "CalibrationConfig": "llm_surgeon.data.config",
+    "EvalConfig": "llm_surgeon.data.config",
+    "DataConfig": "llm_surgeon.data.config",
+    "LoraSettings": "llm_surgeon.methods.lora.settings",
+    "FisherType": "llm_surgeon.curvature.options",
+    "load_recipe": "llm_surgeon.run.recipes",
+    "config_from_recipe": "llm_surgeon.run.recipes",
     # models, data, evaluation
-    "load_model": "llm_surgeon.models",
-    "load_model_config": "llm_surgeon.models",
-    "resolve_model_path": "llm_surgeon.models",
-    "save_model": "llm_surgeon.models",
-    "load_text": "llm_surgeon.data",
-    "calibration_windows": "llm_surgeon.data",
-    "eval_windows": "llm_surgeon.data",
-    "perplexity": "llm_surgeon.evaluate",
+    "load_model": "llm_surgeon.model.loading",
+    "load_model_config": "llm_surgeon.model.loading",
+    "resolve_model_path": "llm_surgeon.model.loading",
+    "save_model": "llm_surgeon.model.loading",
+    "load_text": "llm_surgeon.data.text",
+    "calibration_windows": "llm_surgeon.data.windows",
+    "eval_windows": "llm_surgeon.data.windows",
+    "perplexity": "llm_surgeon.data.perplexity",
     # plugins
-    "hookimpl": "llm_surgeon.hookspecs",
-    "get_registry": "llm_surgeon.registry",
-    "Kind": "llm_surgeon.registry",
-    "PluginRecord": "llm_surgeon.registry",
-    "ArchitectureAdapter": "llm_surgeon.adapters",
-    "PrunableModule": "llm_surgeon.adapters",
-    "Curvature": "llm_surgeon.curvature",
-    "CurvatureEstimator": "llm_surgeon.curvature",
-    "CurvatureResult": "llm_surgeon.curvature",
-    "KroneckerCurvature": "llm_surgeon.curvature",
-    "DiagonalCurvature": "llm_surgeon.curvature",
-    "Structure": "llm_surgeon.structures",
-    "Method": "llm_surgeon.methods",
+    "hookimpl": "llm_surgeon.registry.hookspecs",
+    "get_registry": "llm_surgeon.registry.registry",
+    "Kind": "llm_surgeon.registry.registry",
+    "PluginRecord": "llm_surgeon.registry.registry",
+    "ArchitectureAdapter": "llm_surgeon.model.adapters",
+    "PrunableModule": "llm_surgeon.model.adapters",
+    "Curvature": "llm_surgeon.curvature.types",
+    "CurvatureEstimator": "llm_surgeon.curvature.estimator",
+    "CurvatureResult": "llm_surgeon.curvature.estimator",
+    "KroneckerCurvature": "llm_surgeon.curvature.types",
+    "DiagonalCurvature": "llm_surgeon.curvature.types",
+    "Structure": "llm_surgeon.pruning.structures",
+    "Method": "llm_surgeon.methods.base",
     # errors
     "SurgeonError": "llm_surgeon.errors",
     "ConfigError": "llm_surgeon.errors",
@@ -125,23 +126,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
-    from llm_surgeon.adapters import ArchitectureAdapter, PrunableModule
-    from llm_surgeon.config import (
-        CalibrationConfig,
-        DataConfig,
-        EvalConfig,
-        FisherType,
-        LoraSettings,
-        RunConfig,
-    )
-    from llm_surgeon.curvature import (
-        Curvature,
-        CurvatureEstimator,
-        CurvatureResult,
-        DiagonalCurvature,
-        KroneckerCurvature,
-    )
-    from llm_surgeon.data import calibration_windows, eval_windows, load_text
+    from llm_surgeon.curvature.estimator import CurvatureEstimator, CurvatureResult
+    from llm_surgeon.curvature.options import FisherType
+    from llm_surgeon.curvature.types import Curvature, DiagonalCurvature, KroneckerCurvature
+    from llm_surgeon.data.config import CalibrationConfig, DataConfig, EvalConfig
+    from llm_surgeon.data.perplexity import perplexity
+    from llm_surgeon.data.text import load_text
+    from llm_surgeon.data.windows import calibration_windows, eval_windows
     from llm_surgeon.errors import (
         ConfigError,
         NumericalError,
@@ -149,12 +140,19 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         SurgeonError,
         UnsupportedArchitectureError,
     )
-    from llm_surgeon.evaluate import perplexity
-    from llm_surgeon.hookspecs import hookimpl
-    from llm_surgeon.methods import Method
-    from llm_surgeon.models import load_model, load_model_config, resolve_model_path, save_model
-    from llm_surgeon.recipes import config_from_recipe, load_recipe
-    from llm_surgeon.registry import Kind, PluginRecord, get_registry
-    from llm_surgeon.runner import prune
-    from llm_surgeon.structures import Structure
-    from llm_surgeon.validate import ResolvedRun, validate_run
+    from llm_surgeon.methods.base import Method
+    from llm_surgeon.methods.lora.settings import LoraSettings
+    from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule
+    from llm_surgeon.model.loading import (
+        load_model,
+        load_model_config,
+        resolve_model_path,
+        save_model,
+    )
+    from llm_surgeon.pruning.structures import Structure
+    from llm_surgeon.registry.hookspecs import hookimpl
+    from llm_surgeon.registry.registry import Kind, PluginRecord, get_registry
+    from llm_surgeon.run.config import RunConfig
+    from llm_surgeon.run.recipes import config_from_recipe, load_recipe
+    from llm_surgeon.run.runner import prune
+    from llm_surgeon.run.validate import ResolvedRun, validate_run

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class SurgeonError(Exception):
     """Base class of all errors llm-surgeon raises on purpose."""
@@ -21,3 +23,22 @@ class UnsupportedArchitectureError(SurgeonError):
 
 class NumericalError(SurgeonError, FloatingPointError):
     """Non-finite statistics or a factorisation that failed even with escalated damping."""
+
+
+_ATTRS_BOUND = re.compile(r"^'(?P<name>[^']+)' must be (?P<rule>[<>=!]+ ?\S+): (?P<value>.*)$", re.S)
+
+
+def validation_message(exc: BaseException) -> str:
+    """The message of a validation error, with attrs' bound checks made readable.
+
+    attrs writes ``'shots' must be >= 1: 0``; this returns ``shots must be >= 1, got 0``.
+    Other messages are returned unchanged.
+    """
+    if isinstance(exc, ValueError) and len(exc.args) == 4 and isinstance(exc.args[0], str):
+        text = exc.args[0]  # attrs' in_: (message, attribute, options, value)
+    else:
+        text = str(exc)
+    match = _ATTRS_BOUND.match(text)
+    if match is None:
+        return text
+    return f"{match['name']} must be {match['rule']}, got {match['value']}"

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from llm_surgeon.config import CalibrationConfig, DataConfig
-from llm_surgeon.data import calibration_windows
-from llm_surgeon.models import load_model, save_model
+from llm_surgeon.data import CalibrationConfig, DataConfig, calibration_windows
+from llm_surgeon.model import load_model, save_model
 
 
 def main() -> None:

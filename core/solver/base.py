@@ -14,6 +14,7 @@ and returns float64 tensors on the device of the ``theta`` it was given.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -46,10 +47,18 @@ class CurvatureSolver(ABC):
     Attributes:
         d_out: rows of ``theta``.
         d_in: columns of ``theta`` (the bias column included when there is one).
+        on_escalation: set by the caller to learn how often a factorisation had to
+            escalate its damping (called once per factorisation that did).
     """
 
     d_out: int
     d_in: int
+    on_escalation: Callable[[int], None] | None = None
+
+    def report_escalations(self, count: int) -> None:
+        """Tell :attr:`on_escalation` that a factorisation escalated ``count`` times."""
+        if count and self.on_escalation is not None:
+            self.on_escalation(count)
 
     # -- costs -----------------------------------------------------------------
     @abstractmethod

@@ -12,7 +12,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import DenseCurvature
+from llm_surgeon.curvature.types import DenseCurvature
 from llm_surgeon.solver.base import (
     DEFAULT_CHUNK_SIZE,
     ChunkSize,
@@ -27,16 +27,20 @@ class DenseSolver(CurvatureSolver):
 
     Args:
         curvature: the dense curvature, ``matrix: (d_out*d_in, d_out*d_in)``.
+        damping: relative damping of ``F``.
     """
 
-    def __init__(self, curvature: DenseCurvature):
+    def __init__(self, curvature: DenseCurvature, damping: float = 0.0):
         self.curvature = curvature
+        self.damping = damping
         self.d_out = curvature.d_out
         self.d_in = curvature.d_in
 
     @cached_property
     def _factor(self) -> DampedFactor:
-        return damped_cholesky(self.curvature.matrix, self.curvature.damping, name="dense curvature F")
+        factor = damped_cholesky(self.curvature.matrix, self.damping, name="dense curvature F")
+        self.report_escalations(factor.escalations)
+        return factor
 
     @cached_property
     def finv(self) -> Tensor:

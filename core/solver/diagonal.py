@@ -12,24 +12,25 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import DiagonalCurvature
+from llm_surgeon.curvature.types import DiagonalCurvature
 from llm_surgeon.solver.base import DEFAULT_CHUNK_SIZE, ChunkSize, CurvatureSolver, as_mask
 
 
 class DiagonalSolver(CurvatureSolver):
     """Costs ``theta^2 D / 2`` and removal by zeroing (the exact optimum for diagonal ``F``).
 
-    The damping of the curvature is added relative to the mean of ``D``:
-    ``D + damping * mean(D)``.
+    Optional damping is added relative to the mean of ``D``: ``D + damping * mean(D)``
+    (OBD baselines use none: costs need no inverse).
 
     Args:
         curvature: the diagonal curvature, ``values: (d_out, d_in)``.
+        damping: relative damping of ``D``.
     """
 
-    def __init__(self, curvature: DiagonalCurvature):
+    def __init__(self, curvature: DiagonalCurvature, damping: float = 0.0):
         values = curvature.values.detach().to(torch.float64)
-        if curvature.damping:
-            values = values + curvature.damping * values.mean()
+        if damping:
+            values = values + damping * values.mean()
         self.values = values
         self.d_out, self.d_in = values.shape
 

@@ -23,32 +23,28 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from llm_surgeon.errors import ConfigError, NumericalError
+from llm_surgeon.errors import ConfigError
 from llm_surgeon.solver.base import MAX_JOINT, ChunkSize, plan_chunks
+from llm_surgeon.solver.factor import damped_cholesky
 
 #: Rows of ``theta`` kept up to date together while their chunks are solved.
 BLOCK_ROWS = 32
 
 
 def solve_spd(matrix: Tensor, rhs: Tensor, what: str = "E_K F^-1 E_K^T") -> Tensor:
-    """Solve ``matrix @ x = rhs`` for an SPD ``matrix`` by Cholesky (tiny jitter if needed).
+    """Solve ``matrix @ x = rhs`` for an SPD ``matrix`` by Cholesky.
+
+    A system that is positive definite only up to rounding gets a jitter of
+    ``1e-12``, ``1e-10``, then ``1e-8`` times its mean diagonal.
 
     Args:
         matrix: ``(k, k)`` symmetric positive definite.
         rhs: ``(k,)``.
         what: name used in the error message.
     """
-    chol, info = torch.linalg.cholesky_ex(matrix)
-    if int(info) != 0:
-        scale = float(matrix.diagonal().mean())
-        eye = torch.eye(len(matrix), dtype=matrix.dtype, device=matrix.device)
-        for jitter in (1e-12, 1e-10, 1e-8):
-            chol, info = torch.linalg.cholesky_ex(matrix + jitter * scale * eye)
-            if int(info) == 0:
-                break
-        else:
-            raise NumericalError(f"{what} ({len(matrix)}x{len(matrix)}) is not positive definite")
-    return torch.cholesky_solve(rhs.unsqueeze(-1), chol).squeeze(-1)
+    factor = damped_cholesky(matrix, 0.0, escalation=100.0, max_escalations=3, zero_start=1e-12,
+                             name=what, warn=False)
+    return torch.cholesky_solve(rhs.unsqueeze(-1), factor.cholesky).squeeze(-1)
 
 
 #: Smallest chunk system solved with a float32 factorisation and float64 refinement.

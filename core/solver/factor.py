@@ -1,9 +1,10 @@
-"""Damped Cholesky factorisations with escalating damping.
+"""Damping, and the one damped Cholesky factorisation with escalating damping.
 
-A factor ``M`` (a Kronecker factor ``G`` or ``A``, or a dense curvature) is damped
-relative to its mean diagonal, ``M + lam * mean(diag M) * I``, and factorised in
-float64. When the Cholesky factorisation fails, ``lam`` is multiplied by
-``escalation`` up to ``max_escalations`` times; if it still fails a
+A factor ``M`` (a Kronecker factor ``G`` or ``A``, a dense curvature, SparseGPT's ``H``
+or a chunk system ``E_K F^-1 E_K^T``) is damped relative to its mean diagonal,
+``M + lam * mean(diag M) * I``, and factorised in float64. When the Cholesky
+factorisation fails, ``lam`` follows :func:`damping_schedule` (multiplied by
+``escalation`` up to ``max_escalations`` times); if it still fails a
 :class:`~llm_surgeon.errors.NumericalError` names the factor.
 """
 
@@ -20,7 +21,34 @@ from llm_surgeon.errors import NumericalError
 log = logging.getLogger(__name__)
 
 #: Relative damping used as the starting point of an escalation when none was asked for.
-_ZERO_DAMPING_START = 1e-8
+ZERO_DAMPING_START = 1e-8
+
+
+@attrs.frozen
+class Damping:
+    """Damping relative to the mean diagonal of each factor: ``G + g * mean(diag G) * I``.
+
+    An argument of the solve (:func:`llm_surgeon.solver.solver_for`), not a property of
+    the curvature. If a factorisation fails, damping follows :func:`damping_schedule`
+    and the solver reports how often it escalated.
+    """
+
+    g: float = attrs.field(default=0.01, validator=attrs.validators.ge(0.0))
+    a: float = attrs.field(default=0.01, validator=attrs.validators.ge(0.0))
+    escalation: float = attrs.field(default=10.0, validator=attrs.validators.gt(1.0))
+    max_escalations: int = attrs.field(default=6, validator=attrs.validators.ge(0))
+
+
+def damping_schedule(base: float, escalation: float, max_escalations: int,
+                     zero_start: float = ZERO_DAMPING_START) -> list[float]:
+    """Relative dampings to try in turn: ``base``, then escalated ``max_escalations`` times.
+
+    Each step multiplies by ``escalation``; from ``base = 0`` the first step is ``zero_start``.
+    """
+    lams = [float(base)]
+    for _ in range(max_escalations):
+        lams.append(lams[-1] * escalation if lams[-1] > 0 else zero_start)
+    return lams
 
 
 @attrs.frozen
@@ -80,16 +108,20 @@ def damped_cholesky(
     *,
     escalation: float = 10.0,
     max_escalations: int = 6,
+    zero_start: float = ZERO_DAMPING_START,
     name: str = "factor",
+    warn: bool = True,
 ) -> DampedFactor:
     """Damp ``matrix`` relative to its mean diagonal and Cholesky-factorise it in float64.
 
     Args:
         matrix: symmetric PSD ``(n, n)`` (any float dtype / device).
         damping: relative damping ``lam >= 0``.
-        escalation: factor applied to ``lam`` after each failure (from ``1e-8`` if ``lam == 0``).
+        escalation: factor applied to ``lam`` after each failure.
         max_escalations: number of escalations before giving up.
+        zero_start: the first escalated ``lam`` when ``lam == 0``.
         name: how the factor is called in error messages (e.g. ``"G (output factor)"``).
+        warn: log a warning when the damping had to be escalated.
 
     Returns:
         The damped factor, with the number of escalations it needed.
@@ -106,20 +138,17 @@ def damped_cholesky(
     scale = float(m.diagonal().mean()) if m.shape[0] else 1.0
     if not scale > 0.0:
         scale = 1.0
-    lam = float(damping)
-    tried = lam
-    for attempt in range(max_escalations + 1):
-        tried = lam
+    lams = damping_schedule(damping, escalation, max_escalations, zero_start)
+    for attempt, lam in enumerate(lams):
         damped = m.clone() if lam > 0 else m
         if lam > 0:
             damped.diagonal().add_(lam * scale)
         chol, info = torch.linalg.cholesky_ex(damped)
         if int(info) == 0:
-            if attempt:
+            if attempt and warn:
                 log.warning("%s: damping escalated %d time(s) to %.3g", name, attempt, lam)
             return DampedFactor(damped, chol, lam, attempt)
-        lam = lam * escalation if lam > 0 else _ZERO_DAMPING_START
     raise NumericalError(
-        f"Cholesky of {name} ({m.shape[0]}x{m.shape[0]}) failed even with relative damping "
-        f"{tried:.3g} after {max_escalations} escalations"
+        f"Cholesky of {name} ({m.shape[0]}x{m.shape[0]}) is not positive definite: it failed "
+        f"even with relative damping {lams[-1]:.3g} after {max_escalations} escalations"
     )

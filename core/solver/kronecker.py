@@ -26,7 +26,7 @@ from functools import cached_property
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import DenseCurvature, KroneckerCurvature
+from llm_surgeon.curvature.types import DenseCurvature, KroneckerCurvature
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.solver.base import (
     DEFAULT_CHUNK_SIZE,
@@ -37,7 +37,7 @@ from llm_surgeon.solver.base import (
 )
 from llm_surgeon.solver.dense import DenseSolver
 from llm_surgeon.solver.elements import remove_elements_rank1
-from llm_surgeon.solver.factor import DampedFactor, damped_cholesky
+from llm_surgeon.solver.factor import DampedFactor, Damping, damped_cholesky, damping_schedule
 from llm_surgeon.solver.kronecker_rank2 import EigenKronecker, joint_eigenbasis
 
 #: Largest ``d_out * d_in`` for which an unsupported case is solved densely.
@@ -50,20 +50,26 @@ class KroneckerSolver(CurvatureSolver):
     Factorisations are computed once per instance, on first use, and reused by all
     costs and updates. Full inverses are formed only when an update needs them (element
     sets): costs read diagonals of the inverses and row/column updates their rows, both
-    solved from the Cholesky factors. Damping escalations are recorded (as the largest
-    number seen) in ``curvature.info["damping_escalations"]``.
+    solved from the Cholesky factors.
 
     Args:
-        curvature: the (already restricted) Kronecker curvature.
+        curvature: the (already restricted) Kronecker curvature, undamped.
+        damping: relative damping of ``G`` and ``A`` (of the first term).
+
+    Attributes:
+        escalations: how often damping had to be escalated for the factorisations
+            (0 until they are computed).
     """
 
-    def __init__(self, curvature: KroneckerCurvature):
+    def __init__(self, curvature: KroneckerCurvature, damping: Damping | None = None):
         if curvature.rank < 1:
             raise ValueError("a Kronecker curvature needs at least one term")
         self.curvature = curvature
+        self.damping = damping if damping is not None else Damping()
+        self.escalations = 0
         self.d_out = curvature.d_out
         self.d_in = curvature.d_in
-        _, self.device = curvature._dtype_device()
+        self.device = curvature.device
         self._eye: dict[int, Tensor] = {}
 
     # -- factors -------------------------------------------------------------------
@@ -75,7 +81,7 @@ class KroneckerSolver(CurvatureSolver):
     def _damp(self, m: Tensor | None, side: str, term: int, lam: float) -> DampedFactor | None:
         if m is None:
             return None
-        d = self.curvature.damping
+        d = self.damping
         what = "output factor G" if side == "G" else "input factor A"
         name = what + (f" of Kronecker term {term + 1}" if self.rank > 1 else "")
         return damped_cholesky(m, lam, escalation=d.escalation, max_escalations=d.max_escalations, name=name)
@@ -88,13 +94,14 @@ class KroneckerSolver(CurvatureSolver):
         of a nearest-Kronecker sum are symmetric but usually indefinite. For rank 2, if
         ``S = 1 + lam mu`` is not positive, the first term's damping is escalated.
         """
-        d = self.curvature.damping
+        d = self.damping
         (g0, a0), *rest = self.curvature.factors
         others = [(_symmetric(g), _symmetric(a)) for g, a in rest]
-        attempts = d.max_escalations + 1 if self.rank == 2 else 1
-        for attempt in range(attempts):
-            first = (self._damp(g0, "G", 0, _escalated(d.g, d.escalation, attempt)),
-                     self._damp(a0, "A", 0, _escalated(d.a, d.escalation, attempt)))
+        attempts = d.max_escalations if self.rank == 2 else 0
+        schedule = zip(damping_schedule(d.g, d.escalation, attempts),
+                       damping_schedule(d.a, d.escalation, attempts), strict=True)
+        for attempt, (lam_g, lam_a) in enumerate(schedule):  # noqa: B007 - read after the loop
+            first = (self._damp(g0, "G", 0, lam_g), self._damp(a0, "A", 0, lam_a))
             eigen = self._eigen(first, others[0]) if self.rank == 2 else None
             if self.rank != 2 or eigen is not None:
                 break
@@ -103,10 +110,8 @@ class KroneckerSolver(CurvatureSolver):
                 f"rank-2 Kronecker curvature ({self.d_out}x{self.d_in}) is not positive definite "
                 f"even with the first term's damping escalated {d.max_escalations} times"
             )
-        escalations = attempt + sum(f.escalations for f in first if f is not None)
-        if escalations:
-            info = self.curvature.info
-            info["damping_escalations"] = max(int(info.get("damping_escalations", 0)), escalations)
+        self.escalations = attempt + sum(f.escalations for f in first if f is not None)
+        self.report_escalations(self.escalations)
         return [first, *others], eigen
 
     @property
@@ -200,7 +205,7 @@ class KroneckerSolver(CurvatureSolver):
         f = sum(
             torch.kron(self._matrix(g, self.d_out), self._matrix(a, self.d_in)) for g, a in self._factors
         )
-        return DenseSolver(DenseCurvature(f, self.d_out, self.d_in, damping=0.0))
+        return DenseSolver(DenseCurvature(f, self.d_out, self.d_in))
 
     def _unsupported(self, what: str) -> UnsupportedCurvatureError:
         return UnsupportedCurvatureError(
@@ -339,9 +344,3 @@ def _symmetric(m: Tensor | None) -> Tensor | None:
         raise NumericalError(f"a Kronecker factor ({m.shape[0]}x{m.shape[0]}) has non-finite entries")
     return m.add(m.T).mul_(0.5)
 
-
-def _escalated(base: float, escalation: float, attempt: int) -> float:
-    """Relative damping at an escalation ``attempt`` (from ``1e-8`` when ``base`` is 0)."""
-    if attempt == 0:
-        return base
-    return (base if base > 0 else 1e-8 / escalation) * escalation**attempt

@@ -1,4 +1,4 @@
-"""The live sub-matrix of a partly pruned layer, and a small cache of its solvers.
+"""The live sub-matrix of a partly pruned layer, and the solvers of one shot.
 
 Rows and columns that are already removed stay removed: they are excluded from all
 later algebra by restricting ``theta`` and the curvature to the live rows and columns
@@ -9,15 +9,17 @@ scattered back to the full shape.
 from __future__ import annotations
 
 import os
-import weakref
-from collections import OrderedDict
+from collections.abc import Mapping
+from functools import partial
 
 import attrs
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import Curvature
+from llm_surgeon.curvature.types import Curvature
 from llm_surgeon.solver.base import CurvatureSolver
+from llm_surgeon.solver.dispatch import solver_for
+from llm_surgeon.solver.factor import Damping
 
 
 @attrs.frozen
@@ -66,7 +68,7 @@ class LiveView:
         """
         rows = None if len(self.rows) == self.d_out else self.rows
         cols = None if len(self.cols) == self.d_in else self.cols
-        device = _device_of(curvature)
+        device = curvature.device
         return curvature.restrict(
             None if rows is None else rows.to(device), None if cols is None else cols.to(device)
         )
@@ -86,94 +88,70 @@ class LiveView:
         return torch.equal(self.rows, other.rows) and torch.equal(self.cols, other.cols)
 
 
-def _device_of(curvature: Curvature) -> torch.device:
-    """The device of a curvature's tensors (index tensors must live there)."""
-    for name in ("matrix", "values"):
-        t = getattr(curvature, name, None)
-        if isinstance(t, Tensor):
-            return t.device
-    factors = getattr(curvature, "factors", None)
-    if factors is not None:
-        for pair in factors:
-            for m in pair:
-                if isinstance(m, Tensor):
-                    return m.device
-        return torch.device("cpu")
-    return curvature.diag().device
+class Solvers:
+    """The solvers of one shot: each module's curvature, the damping, a cache, escalations.
 
+    Structures get their solvers here (:meth:`solver`), on the live sub-matrix of a
+    module, so that damping is chosen once per shot by the method and every damping
+    escalation is recorded per module (:attr:`escalations`) instead of on the curvature.
 
-class SolverCache:
-    """Solvers of live sub-matrices, kept between a shot's ``candidates`` and ``apply``.
-
-    Entries are keyed by the curvature object (held weakly) and checked against the live
-    view. A solver is inserted only while the cache holds less than ``max_bytes`` of
-    factorisations (first come, first kept, so that a pass over all modules followed by
-    a second pass still finds the first ones); :meth:`pop` removes an entry for its last use.
-
-    The default budget is 0: nothing is kept. Costs need only Cholesky factors and the
-    diagonals of the inverses, so factorising again in ``apply`` costs a few
-    ``n^3 / 3`` per module, while keeping float64 factorisations of every module of a
-    model between the two phases would take several times the curvature's own memory.
+    A solver is kept between a shot's ``candidates`` and ``apply`` only while the cache
+    holds less than ``max_bytes`` of factorisations (first come, first kept), and is
+    dropped by its last use (``pop=True``). The default budget is 0: nothing is kept.
+    Costs need only Cholesky factors and the diagonals of the inverses, so factorising
+    again in ``apply`` costs a few ``n^3 / 3`` per module, while keeping float64
+    factorisations of every module of a model would take several times the curvature's
+    own memory.
 
     Args:
-        max_bytes: memory budget of cached solvers (estimated from their layer shapes);
-            default ``$LLM_SURGEON_SOLVER_CACHE_MB`` MiB, else 0.
+        curvatures: module name -> full-size curvature.
+        damping: relative damping of every factorisation.
+        max_bytes: cache budget (estimated from the layer shapes); default
+            ``$LLM_SURGEON_SOLVER_CACHE_MB`` MiB, else 0.
     """
 
-    def __init__(self, max_bytes: int | None = None):
+    def __init__(self, curvatures: Mapping[str, Curvature], damping: Damping,
+                 max_bytes: int | None = None):
         if max_bytes is None:
             max_bytes = int(os.environ.get("LLM_SURGEON_SOLVER_CACHE_MB", "0")) * 2**20
+        self.curvatures = curvatures
+        self.damping = damping
         self.max_bytes = max_bytes
-        self._entries: OrderedDict[int, tuple[weakref.ref, LiveView, CurvatureSolver, int]] = OrderedDict()
+        self.escalations: dict[str, int] = {}
+        self._entries: dict[str, tuple[LiveView, CurvatureSolver, int]] = {}
         self._bytes = 0
 
-    def _lookup(self, curvature: Curvature, view: LiveView, pop: bool) -> CurvatureSolver | None:
-        key = id(curvature)
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        ref, cached_view, solver, nbytes = entry
-        if ref() is not curvature or not cached_view.same(view):
-            self._drop(key)
-            return None
-        if pop:
-            self._drop(key)
-        return solver
+    def curvature(self, name: str) -> Curvature:
+        """The full-size curvature of module ``name``."""
+        return self.curvatures[name]
 
-    def _drop(self, key: int, ref: weakref.ref | None = None) -> None:
-        entry = self._entries.get(key)
-        if entry is not None and (ref is None or entry[0] is ref):
-            del self._entries[key]
-            self._bytes -= entry[3]
-
-    def get(self, curvature: Curvature, view: LiveView, *, pop: bool = False) -> CurvatureSolver:
-        """The solver of ``view``'s sub-matrix of ``curvature`` (cached or new).
+    def solver(self, name: str, view: LiveView, *, pop: bool = False) -> CurvatureSolver:
+        """The solver of ``view``'s sub-matrix of module ``name``'s curvature (cached or new).
 
         Args:
-            curvature: the full curvature of the module.
+            name: the module.
             view: its live rows and columns.
-            pop: forget the entry (the last use of this shot).
+            pop: forget the cached entry (the last use in this shot).
         """
-        solver = self._lookup(curvature, view, pop)
-        if solver is not None:
-            return solver
-        solver = view.curvature(curvature).solver()
-        if not pop:
-            nbytes = 8 * 3 * (len(view.rows) ** 2 + len(view.cols) ** 2)  # M, M^-1, chol(M)
-            if self._bytes + nbytes <= self.max_bytes:
-                key = id(curvature)
-                ref = weakref.ref(curvature, lambda r, k=key: self._drop(k, r))
-                self._entries[key] = (ref, view, solver, nbytes)
-                self._bytes += nbytes
+        entry = self._entries.get(name)
+        if entry is not None and entry[0].same(view):
+            if pop:
+                self.discard(name)
+            return entry[1]
+        self.discard(name)
+        solver = solver_for(view.curvature(self.curvatures[name]), self.damping)
+        solver.on_escalation = partial(self._record, name)
+        nbytes = 8 * 3 * (len(view.rows) ** 2 + len(view.cols) ** 2)  # M, M^-1, chol(M)
+        if not pop and self._bytes + nbytes <= self.max_bytes:
+            self._entries[name] = (view, solver, nbytes)
+            self._bytes += nbytes
         return solver
 
-    def discard(self, curvature: Curvature) -> None:
-        """Forget the solver of ``curvature``, if cached."""
-        entry = self._entries.get(id(curvature))
-        if entry is not None and entry[0]() is curvature:
-            self._drop(id(curvature))
+    def _record(self, name: str, count: int) -> None:
+        self.escalations[name] = max(self.escalations.get(name, 0), count)
 
-    def clear(self) -> None:
-        """Forget every cached solver."""
-        self._entries.clear()
-        self._bytes = 0
+    def discard(self, name: str) -> None:
+        """Forget the cached solver of module ``name``, if any."""
+        entry = self._entries.pop(name, None)
+        if entry is not None:
+            self._bytes -= entry[2]

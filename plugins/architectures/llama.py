@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from llm_surgeon.adapters import ArchitectureAdapter
+from llm_surgeon.model import ArchitectureAdapter
 
 
 class LlamaAdapter(ArchitectureAdapter):

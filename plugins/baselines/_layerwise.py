@@ -1,7 +1,7 @@
 """Shared machinery of the layer-wise baselines (SparseGPT, Wanda).
 
 * :class:`LayerwiseMethod` runs one shot: it propagates the calibration data layer by
-  layer (:func:`llm_surgeon.layerwise.propagate`) and lets the subclass prune every
+  layer (:func:`llm_surgeon.pruning.layerwise.propagate`) and lets the subclass prune every
   module from statistics of its inputs, keeping ``session.states[i].mask`` in sync.
 * :func:`select_lowest` and :func:`nm_protected` choose which weights to remove from a
   score matrix, respecting weights that are already removed (they are always chosen
@@ -25,13 +25,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from llm_surgeon.adapters import PrunableModule
-from llm_surgeon.config import parse_nm
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.layerwise import InputStatistic, propagate
-from llm_surgeon.methods import Method, ShotLog
-from llm_surgeon.session import PruningSession
-from llm_surgeon.structures import ModuleState, UpdateMode
+from llm_surgeon.methods import Method, PruningSession, ShotLog
+from llm_surgeon.model import ModuleState, PrunableModule
+from llm_surgeon.pruning import InputStatistic, UpdateMode, parse_nm, propagate
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +131,7 @@ def _progress(session: PruningSession, desc: str):
     if not session.progress:
         return None
     try:
-        from llm_surgeon.progress import progress_bar
+        from llm_surgeon.util.progress import progress_bar
     except ImportError:  # pragma: no cover - the foundation module is always there
         return None
     return lambda it, total: progress_bar(it, total=total, desc=desc, enabled=True)

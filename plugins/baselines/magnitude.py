@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from llm_surgeon.structures import UpdateMode
-from llm_surgeon.threshold_method import ThresholdMethod
+from llm_surgeon.methods import ThresholdMethod
+from llm_surgeon.pruning import UpdateMode
 
 
 class MagnitudeMethod(ThresholdMethod):

@@ -43,8 +43,8 @@ import attrs
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import Damping, KroneckerCurvature
-from llm_surgeon.errors import ConfigError, NumericalError
+from llm_surgeon.curvature import KroneckerCurvature
+from llm_surgeon.errors import NumericalError
 from llm_surgeon.plugins.baselines._layerwise import (
     LayerwiseMethod,
     nm_kept,
@@ -52,21 +52,12 @@ from llm_surgeon.plugins.baselines._layerwise import (
     select_lowest,
     write_back,
 )
-from llm_surgeon.solver.factor import damped_cholesky
-from llm_surgeon.structures import ModuleState, UpdateMode
+from llm_surgeon.pruning import ModuleState, UpdateMode
+from llm_surgeon.solver import CurvatureSolver, Damping, damped_cholesky, solver_for
+from llm_surgeon.util.torch_util import STATISTICS_DTYPES, statistics_dtype, torch_dtype
+from llm_surgeon.util.validators import one_of
 
 log = logging.getLogger(__name__)
-
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _choice(*values: str):
-    def check(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
-        if value not in values:
-            raise ConfigError(f"{attribute.name} must be one of {', '.join(values)}; got {value!r}")
-
-    return check
-
 
 @attrs.frozen
 class SparseGPTConfig:
@@ -84,9 +75,9 @@ class SparseGPTConfig:
 
     blocksize: int = attrs.field(default=128, validator=attrs.validators.ge(1))
     percdamp: float = attrs.field(default=0.01, validator=attrs.validators.ge(0.0))
-    selection: str = attrs.field(default="block", validator=_choice("block", "row"))
+    selection: str = attrs.field(default="block", validator=one_of("block", "row"))
     true_sequential: bool = False
-    dtype: str = attrs.field(default="float32", validator=_choice(*_DTYPES))
+    dtype: str = attrs.field(default="float32", validator=statistics_dtype)
 
 
 class HessianStatistic:
@@ -139,20 +130,24 @@ class SparseGPTResult:
     dead_columns: int
 
 
-def sparsegpt_curvature(hessian: Tensor, d_out: int, percdamp: float = 0.01) -> KroneckerCurvature:
-    """SparseGPT's curvature of one layer as ``I ⊗ H``: ``G`` identity, ``A = H``.
+def sparsegpt_curvature(hessian: Tensor, d_out: int) -> KroneckerCurvature:
+    """SparseGPT's curvature of one layer as ``I ⊗ H``: ``G`` identity, ``A = H`` (undamped)."""
+    return KroneckerCurvature(factors=((None, hessian),), d_out=d_out, d_in=hessian.shape[0])
 
-    Its solver damps ``A`` exactly as SparseGPT does (``percdamp · mean(diag H)``).
+
+def sparsegpt_solver(hessian: Tensor, d_out: int, percdamp: float = 0.01) -> CurvatureSolver:
+    """The shared solver of :func:`sparsegpt_curvature`, damping ``A`` as SparseGPT does.
+
+    SparseGPT adds ``percdamp · mean(diag H)`` to ``H``: the relative damping ``a``.
     """
-    return KroneckerCurvature(factors=((None, hessian),), d_out=d_out, d_in=hessian.shape[0],
-                              damping=Damping(g=0.0, a=percdamp))
+    return solver_for(sparsegpt_curvature(hessian, d_out), Damping(g=0.0, a=percdamp))
 
 
 def inverse_cholesky(hessian: Tensor, percdamp: float) -> tuple[Tensor, float, int]:
     """Upper Cholesky factor ``U`` of ``(H + λI)⁻¹`` with ``λ = percdamp · mean(diag H)``.
 
     The dampening and its escalation (×10 while Cholesky fails) are the shared solver's
-    (:func:`llm_surgeon.solver.factor.damped_cholesky`, the same relative dampening as
+    (:func:`llm_surgeon.solver.damped_cholesky`, the same relative dampening as
     the input factor ``A`` of a Kronecker curvature); factorisations run in float64.
 
     Returns:
@@ -268,7 +263,7 @@ class SparseGPTMethod(LayerwiseMethod):
         super().__init__(config or SparseGPTConfig())
 
     def make_stat(self, d_in: int) -> HessianStatistic:
-        return HessianStatistic(d_in, _DTYPES[self.config.dtype])
+        return HessianStatistic(d_in, torch_dtype(self.config.dtype, STATISTICS_DTYPES))
 
     def prune_module(
         self, state: ModuleState, stat: HessianStatistic, keep: float, nm: tuple[int, int] | None

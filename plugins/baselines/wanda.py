@@ -11,7 +11,7 @@ lowest-scoring ones are zeroed and nothing else changes (no weight update).
 In llm-surgeon's terms the score is the square root of the OBD cost with the diagonal
 of ``I ⊗ A``, ``A = X Xᵀ`` (``W_ij² A_jj``), i.e. L-OBD ranked per row instead of
 globally. As in the paper, calibration inputs are propagated layer by layer through
-the already-pruned layers (:mod:`llm_surgeon.layerwise`).
+the already-pruned layers (:mod:`llm_surgeon.pruning.layerwise`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import attrs
 import torch
 from torch import Tensor
 
-from llm_surgeon.errors import ConfigError
 from llm_surgeon.plugins.baselines._layerwise import (
     LayerwiseMethod,
     nm_kept,
@@ -30,12 +29,8 @@ from llm_surgeon.plugins.baselines._layerwise import (
     select_lowest,
     write_back,
 )
-from llm_surgeon.structures import ModuleState
-
-
-def _group(_instance: Any, attribute: attrs.Attribute, value: str) -> None:
-    if value not in ("row", "layer"):
-        raise ConfigError(f"{attribute.name} must be 'row' or 'layer'; got {value!r}")
+from llm_surgeon.pruning import ModuleState
+from llm_surgeon.util.validators import one_of
 
 
 @attrs.frozen
@@ -47,7 +42,7 @@ class WandaConfig:
         true_sequential: prune the adapter's sequential groups of a layer one after the other.
     """
 
-    group: str = attrs.field(default="row", validator=_group)
+    group: str = attrs.field(default="row", validator=one_of("row", "layer"))
     true_sequential: bool = False
 
 

@@ -6,9 +6,14 @@ from collections.abc import Mapping, Sequence
 
 from torch import Tensor, nn
 
-from llm_surgeon.adapters import PrunableModule
-from llm_surgeon.curvature import Curvature, CurvatureEstimator, CurvatureResult, KroneckerCurvature
-from llm_surgeon.plugins.curvature._common import layer_dims
+from llm_surgeon.curvature import (
+    Curvature,
+    CurvatureEstimator,
+    CurvatureResult,
+    KroneckerCurvature,
+    PrunableModule,
+    layer_dims,
+)
 
 
 class IdentityCurvature(CurvatureEstimator):

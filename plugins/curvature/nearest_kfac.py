@@ -47,27 +47,27 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from llm_surgeon.adapters import PrunableModule
-from llm_surgeon.curvature import Curvature, CurvatureEstimator, CurvatureResult, KroneckerCurvature
-from llm_surgeon.plugins.curvature._common import (
+from llm_surgeon.curvature import (
+    Curvature,
+    CurvatureEstimator,
+    CurvatureResult,
     GradientConfig,
+    KroneckerCurvature,
+    ModuleTokens,
+    PassOptions,
+    PrunableModule,
+    TokenObserver,
     check_finite,
-    factor_device,
     layer_dims,
+    model_device,
+    moment_means,
     pass_options,
+    run_pass,
+    statistics_device,
 )
-from llm_surgeon.plugins.curvature.kfac import kfac_factors
-from llm_surgeon.stats import ModuleTokens, PassOptions, TokenObserver, run_pass
+from llm_surgeon.plugins.curvature.kfac import KFAC_MOMENTS
 
 logger = logging.getLogger(__name__)
-
-
-def _at_least(low: int):
-    def check(instance: object, attribute: attrs.Attribute, value: int) -> None:
-        if value < low:
-            raise ValueError(f"{attribute.name} must be >= {low}, got {value}")
-
-    return check
 
 
 @attrs.frozen
@@ -81,8 +81,8 @@ class NearestKFACConfig(GradientConfig):
             of a K-FAC pass.
     """
 
-    rank: int = attrs.field(default=1, validator=_at_least(1))
-    iterations: int = attrs.field(default=2, validator=_at_least(1))
+    rank: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    iterations: int = attrs.field(default=2, validator=attrs.validators.ge(1))
     warm_start: bool = True
 
 
@@ -176,6 +176,11 @@ class NearestKFACCurvature(CurvatureEstimator):
     def __init__(self, config: NearestKFACConfig | None = None) -> None:
         self.config = config or NearestKFACConfig()
 
+    @property
+    def uses_previous(self) -> bool:  # type: ignore[override]
+        """A warm start from the previous shot's factors, unless ``warm_start`` is off."""
+        return self.config.warm_start
+
     def _initial(self, model: nn.Module, modules: Sequence[PrunableModule],
                  batches: Sequence[Tensor], previous: Mapping[str, Curvature] | None,
                  options: PassOptions, device: torch.device, progress: bool):
@@ -195,12 +200,10 @@ class NearestKFACCurvature(CurvatureEstimator):
         seconds_passes = seconds_algebra = 0.0
         passes = 0
         if cold:
-            factors, stats, seconds = kfac_factors(
-                model, [modules[i] for i in cold], batches, options=options, device=device,
-                progress=progress,
-            )
-            for i, (_, a) in zip(cold, factors, strict=True):
-                starts[i].append(a)
+            means, stats, seconds = moment_means(model, [modules[i] for i in cold], batches,
+                                                 KFAC_MOMENTS, cfg, progress=progress, desc="K-FAC")
+            for i, m in zip(cold, means, strict=True):
+                starts[i].append(m["A"])
             seconds_passes, seconds_algebra, passes = stats.seconds, seconds, 1
         start = time.perf_counter()
         out = []
@@ -225,8 +228,8 @@ class NearestKFACCurvature(CurvatureEstimator):
         """``rank`` Kronecker terms per module; ``info["sigma"]`` holds their singular values."""
         cfg = self.config
         options = pass_options(cfg)
-        store = factor_device(cfg, model)
-        compute = next(model.parameters()).device
+        store = statistics_device(cfg, model)
+        compute = model_device(model)
         v, seconds_passes, seconds_algebra, passes = self._initial(
             model, modules, batches, previous, options, store, progress
         )

@@ -9,8 +9,8 @@ the curvature is re-estimated on the pruned model every shot.
 
 from __future__ import annotations
 
-from llm_surgeon.structures import UpdateMode
-from llm_surgeon.threshold_method import ThresholdMethod
+from llm_surgeon.methods import ThresholdMethod
+from llm_surgeon.pruning import UpdateMode
 
 
 class SurgeonMethod(ThresholdMethod):

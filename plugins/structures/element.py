@@ -14,9 +14,17 @@ import attrs
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import Curvature
-from llm_surgeon.solver import DEFAULT_CHUNK_SIZE, ChunkSize, LiveView, SolverCache
-from llm_surgeon.structures import CandidateSet, ModuleState, Structure, UpdateMode
+from llm_surgeon.pruning import (
+    DEFAULT_CHUNK_SIZE,
+    CandidateSet,
+    ChunkSize,
+    LiveView,
+    ModuleState,
+    Scope,
+    Solvers,
+    Structure,
+    UpdateMode,
+)
 
 
 def to_chunk_size(value: Any) -> ChunkSize:
@@ -51,7 +59,7 @@ class ElementConfig:
     chunk_size: ChunkSize = attrs.field(default=DEFAULT_CHUNK_SIZE, converter=to_chunk_size)
 
 
-def full_element_costs(state: ModuleState, curvature: Curvature, cache: SolverCache) -> Tensor:
+def full_element_costs(state: ModuleState, solvers: Solvers) -> Tensor:
     """Single-weight removal costs of every weight of ``W``; dead weights cost 0.
 
     Returns:
@@ -63,7 +71,7 @@ def full_element_costs(state: ModuleState, curvature: Curvature, cache: SolverCa
     theta = state.theta()
     costs = torch.zeros(view.d_out, view.d_in, dtype=torch.float64)
     if len(view.rows) and len(view.cols):
-        solver = cache.get(curvature, view)
+        solver = solvers.solver(state.pm.name, view)
         costs = view.scatter(costs, solver.element_costs(view.restrict(theta)).cpu())
     d_w = state.mask.shape[1]
     return (costs[:, :d_w] * state.mask.cpu()).to(torch.float32)
@@ -71,11 +79,10 @@ def full_element_costs(state: ModuleState, curvature: Curvature, cache: SolverCa
 
 def remove_weights(
     state: ModuleState,
-    curvature: Curvature,
+    solvers: Solvers,
     removed: Tensor,
     update: UpdateMode,
     chunk_size: ChunkSize,
-    cache: SolverCache,
 ) -> float:
     """Remove the weights ``removed`` (``(d_out, d_w)`` bool) of ``state``'s module.
 
@@ -88,10 +95,10 @@ def remove_weights(
     """
     new = removed.cpu() & state.mask.cpu()
     if not bool(new.any()):
-        cache.discard(curvature)
+        solvers.discard(state.pm.name)
         return 0.0
     view = LiveView.of(state.mask, state.pm.has_bias)
-    solver = cache.get(curvature, view, pop=True)
+    solver = solvers.solver(state.pm.name, view, pop=True)
     theta = state.theta()
     removed_full = torch.zeros(view.d_out, view.d_in, dtype=torch.bool)
     removed_full[:, : new.shape[1]] = new | ~state.mask.cpu()
@@ -119,15 +126,15 @@ class ElementStructure(Structure):
 
     def __init__(self, config: ElementConfig | None = None):
         self.config = config or ElementConfig()
-        self.cache = SolverCache()
 
     @property
     def chunk_size(self) -> ChunkSize:
         """Chunk size of the correlated updates."""
         return self.config.chunk_size
 
-    def candidates(self, state: ModuleState, curvature: Curvature) -> CandidateSet:
-        costs = full_element_costs(state, curvature, self.cache)
+    def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
+        state = scope.state
+        costs = full_element_costs(state, solvers)
         numel = costs.numel()
         dead = numel - int(state.mask.sum())
         return CandidateSet(
@@ -137,10 +144,11 @@ class ElementStructure(Structure):
 
     def apply(
         self,
-        state: ModuleState,
-        curvature: Curvature,
+        scope: Scope,
+        solvers: Solvers,
         selected: dict[str, Tensor],
         update: UpdateMode,
     ) -> float:
+        state = scope.state
         removed = selected["elements"].reshape(state.mask.shape).to(torch.bool)
-        return remove_weights(state, curvature, removed, update, self.chunk_size, self.cache)
+        return remove_weights(state, solvers, removed, update, self.chunk_size)

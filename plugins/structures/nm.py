@@ -16,16 +16,25 @@ import attrs
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import Curvature
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.plugins.structures.element import full_element_costs, remove_weights, to_chunk_size
-from llm_surgeon.solver import DEFAULT_CHUNK_SIZE, ChunkSize, SolverCache
-from llm_surgeon.structures import CandidateSet, ModuleState, Structure, UpdateMode
+from llm_surgeon.pruning import (
+    DEFAULT_CHUNK_SIZE,
+    CandidateSet,
+    ChunkSize,
+    ModuleState,
+    Scope,
+    Solvers,
+    Structure,
+    UpdateMode,
+)
 
-
-def _positive(instance: object, attribute: attrs.Attribute, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a positive int, got {value!r}")
+#: A positive ``int`` (``bool`` is not one).
+_POSITIVE = [
+    attrs.validators.instance_of(int),
+    attrs.validators.not_(attrs.validators.instance_of(bool)),
+    attrs.validators.ge(1),
+]
 
 
 @attrs.frozen
@@ -38,8 +47,8 @@ class NMConfig:
         chunk_size: chunk size of the correlated updates (see ``element``).
     """
 
-    n: int = attrs.field(default=2, validator=_positive)
-    m: int = attrs.field(default=4, validator=_positive)
+    n: int = attrs.field(default=2, validator=_POSITIVE)
+    m: int = attrs.field(default=4, validator=_POSITIVE)
     chunk_size: ChunkSize = attrs.field(default=DEFAULT_CHUNK_SIZE, converter=to_chunk_size)
 
     def __attrs_post_init__(self) -> None:
@@ -62,7 +71,6 @@ class NMStructure(Structure):
 
     def __init__(self, config: NMConfig | None = None):
         self.config = config or NMConfig()
-        self.cache = SolverCache()
         # Candidate positions of each module's last candidates() call, for apply().
         self._positions: weakref.WeakKeyDictionary[ModuleState, tuple[int, int, Tensor]] = (
             weakref.WeakKeyDictionary()
@@ -91,19 +99,20 @@ class NMStructure(Structure):
             )
         return costs.reshape(d_out, d_w // self.m, self.m)
 
-    def _candidates(self, state: ModuleState, curvature: Curvature) -> tuple[Tensor, Tensor]:
-        costs = full_element_costs(state, curvature, self.cache)
+    def _candidates(self, state: ModuleState, solvers: Solvers) -> tuple[Tensor, Tensor]:
+        costs = full_element_costs(state, solvers)
         groups = self._groups(state, costs)
         dead = self._groups(state, ~state.mask.cpu())
         # Dead weights go first in their group (cost -1 for the ordering only).
         order_costs = torch.where(dead, torch.full_like(groups, -1.0), groups)
         values, positions = torch.topk(order_costs, self.n, dim=2, largest=False, sorted=True)
         positions = positions.to(torch.uint8 if self.m <= 256 else torch.int16)
-        self._positions[state] = (id(curvature), int(state.mask.sum()), positions)
+        self._positions[state] = (id(solvers.curvature(state.pm.name)), int(state.mask.sum()), positions)
         return values.clamp_min(0.0), positions
 
-    def candidates(self, state: ModuleState, curvature: Curvature) -> CandidateSet:
-        values, _ = self._candidates(state, curvature)
+    def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
+        state = scope.state
+        values, _ = self._candidates(state, solvers)
         numel = state.mask.numel()
         dead = numel - int(state.mask.sum())
         return CandidateSet(
@@ -113,21 +122,21 @@ class NMStructure(Structure):
 
     def apply(
         self,
-        state: ModuleState,
-        curvature: Curvature,
+        scope: Scope,
+        solvers: Solvers,
         selected: dict[str, Tensor],
         update: UpdateMode,
     ) -> float:
+        state = scope.state
         cached = self._positions.pop(state, None)
-        if cached is not None and cached[:2] == (id(curvature), int(state.mask.sum())):
+        key = (id(solvers.curvature(state.pm.name)), int(state.mask.sum()))
+        if cached is not None and cached[:2] == key:
             positions = cached[2]
         else:
-            _, positions = self._candidates(state, curvature)
+            _, positions = self._candidates(state, solvers)
             self._positions.pop(state, None)
         d_out, d_w = state.mask.shape
         chosen = selected["elements"].cpu().to(torch.bool).reshape(positions.shape)
         removed = torch.zeros(d_out, d_w // self.m, self.m, dtype=torch.bool)
         removed.scatter_(2, positions.long(), chosen)
-        return remove_weights(
-            state, curvature, removed.reshape(d_out, d_w), update, self.config.chunk_size, self.cache
-        )
+        return remove_weights(state, solvers, removed.reshape(d_out, d_w), update, self.config.chunk_size)

@@ -14,9 +14,7 @@ import attrs
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature import Curvature
-from llm_surgeon.solver import LiveView, SolverCache
-from llm_surgeon.structures import CandidateSet, ModuleState, Structure, UpdateMode
+from llm_surgeon.pruning import CandidateSet, LiveView, Scope, Solvers, Structure, UpdateMode
 
 
 @attrs.frozen
@@ -40,14 +38,14 @@ class RowColStructure(Structure):
 
     def __init__(self, config: RowColConfig | None = None):
         self.config = config or RowColConfig()
-        self.cache = SolverCache()
 
     @staticmethod
     def _w_cols(view: LiveView, has_bias: bool) -> Tensor:
         """Live columns of ``W`` (the bias column dropped)."""
         return view.cols[:-1] if has_bias else view.cols
 
-    def candidates(self, state: ModuleState, curvature: Curvature) -> CandidateSet:
+    def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
+        state = scope.state
         d_out, d_w = state.mask.shape
         has_bias = state.pm.has_bias
         view = LiveView.of(state.mask, has_bias)
@@ -55,7 +53,7 @@ class RowColStructure(Structure):
         cols = torch.zeros(d_w, dtype=torch.float64)
         w_cols = self._w_cols(view, has_bias)
         if len(view.rows) and len(w_cols):
-            solver = self.cache.get(curvature, view)
+            solver = solvers.solver(state.pm.name, view)
             sub = view.restrict(state.theta())
             rows[view.rows] = solver.row_costs(sub).cpu()
             cols[w_cols] = solver.col_costs(sub).cpu()[: len(w_cols)]
@@ -71,11 +69,12 @@ class RowColStructure(Structure):
 
     def apply(
         self,
-        state: ModuleState,
-        curvature: Curvature,
+        scope: Scope,
+        solvers: Solvers,
         selected: dict[str, Tensor],
         update: UpdateMode,
     ) -> float:
+        state = scope.state
         has_bias = state.pm.has_bias
         mask = state.mask.cpu()
         view = LiveView.of(mask, has_bias)
@@ -84,9 +83,9 @@ class RowColStructure(Structure):
         rows = selected["rows"].cpu().to(torch.bool) & live_rows
         cols = selected["cols"].cpu().to(torch.bool) & live_cols
         if not bool(rows.any() or cols.any()):
-            self.cache.discard(curvature)
+            solvers.discard(state.pm.name)
             return 0.0
-        solver = self.cache.get(curvature, view, pop=True)
+        solver = solvers.solver(state.pm.name, view, pop=True)
         theta = state.theta()
         cols_full = torch.cat([cols, torch.zeros(int(has_bias), dtype=torch.bool)])
         sub, cost = solver.remove_rows_cols(

@@ -8,7 +8,7 @@ ROLES = ("q", "k", "v", "o", "gate", "up", "down")
 
 
 def fake_report(config: Any, *, ppl_after: float = 30.0, per_shot: bool = False) -> dict[str, Any]:
-    """A report shaped like ``llm_surgeon.runner.prune``'s for ``config`` (a ``RunConfig``)."""
+    """A report shaped like ``llm_surgeon.run.runner.prune``'s for ``config`` (a ``RunConfig``)."""
     target = config.target_size
     modules = []
     for layer in range(4):

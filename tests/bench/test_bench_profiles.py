@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bench import profiles
-from llm_surgeon.config import RunConfig
+from llm_surgeon.run.config import RunConfig
 
 
 @pytest.mark.parametrize("name", profiles.names())
@@ -26,7 +26,7 @@ def test_profile_runs_are_run_configs(name):
 @pytest.mark.parametrize("name", profiles.names())
 def test_profile_runs_pass_validation(name):
     """Plugin names, options, structures and sequence lengths are accepted before loading."""
-    validate = pytest.importorskip("llm_surgeon.validate")
+    validate = pytest.importorskip("llm_surgeon.run.validate")
     seen = set()
     for run in profiles.expand(profiles.get(name)):
         c = run.config

@@ -8,7 +8,7 @@ from fake_reports import fake_report
 
 from bench import figures, records, render
 from bench.profiles import BenchRun, expand, get
-from llm_surgeon.config import RunConfig
+from llm_surgeon.run.config import RunConfig
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -8,7 +8,7 @@ import types
 import attrs
 import pytest
 
-from llm_surgeon.hookspecs import hookimpl
+from llm_surgeon.registry import hookimpl
 
 
 class FakeMethod:
@@ -75,7 +75,7 @@ class Fake:
 def fake_registry(monkeypatch):
     """The process-wide registry replaced by built-in adapters plus :class:`Fake` plugins."""
     import llm_surgeon.plugins.architectures as architectures
-    from llm_surgeon import registry as registry_module
+    from llm_surgeon.registry import registry as registry_module
 
     reg = registry_module.Registry()
     reg.add_plugin(architectures, "architectures", "llm-surgeon", "0.1.0")
@@ -87,20 +87,20 @@ def fake_registry(monkeypatch):
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Fail the test if any weights are loaded or the runner starts."""
-    from llm_surgeon import models
+    from llm_surgeon.model import loading as models
 
     def fail(*args, **kwargs):
         raise AssertionError("model weights were loaded")
 
     monkeypatch.setattr(models, "load_model", fail)
-    runner = types.ModuleType("llm_surgeon.runner")
+    runner = types.ModuleType("llm_surgeon.run.runner")
     runner.prune = fail
-    monkeypatch.setitem(sys.modules, "llm_surgeon.runner", runner)
+    monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
 
 
 @pytest.fixture
 def fake_runner(monkeypatch):
-    """A stand-in ``llm_surgeon.runner`` recording the configs it is given."""
+    """A stand-in ``llm_surgeon.run.runner`` recording the configs it is given."""
     calls = []
 
     def prune(config, *, progress=True, overwrite=False):
@@ -109,7 +109,7 @@ def fake_runner(monkeypatch):
                 "structure": config.structure, "target_size": config.target_size,
                 "achieved_size": config.target_size, "ppl_before": 20.0, "ppl_after": 25.5}
 
-    runner = types.ModuleType("llm_surgeon.runner")
+    runner = types.ModuleType("llm_surgeon.run.runner")
     runner.prune = prune
-    monkeypatch.setitem(sys.modules, "llm_surgeon.runner", runner)
+    monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
     return calls

@@ -10,8 +10,8 @@ import pytest
 
 from llm_surgeon import cli
 from llm_surgeon.cli import COMMANDS, build_parser
-from llm_surgeon.commands.prune import build_config
-from llm_surgeon.recipes import config_from_recipe, load_recipe, merge
+from llm_surgeon.cli.prune import build_config
+from llm_surgeon.run.recipes import config_from_recipe, load_recipe, merge
 
 
 def _subcommands() -> list[str]:

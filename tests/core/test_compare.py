@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from llm_surgeon.cli import main
-from llm_surgeon.commands.compare import _shots, render_markdown, summarize
+from llm_surgeon.cli.compare import _shots, render_markdown, summarize
 from llm_surgeon.errors import ConfigError
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "baselines"))
@@ -116,7 +116,7 @@ def test_compare_in_a_subprocess(tiny_model_dir, wikitext_dir, tmp_path):
 
 
 def test_parser_defaults():
-    from llm_surgeon.commands import compare
+    from llm_surgeon.cli import compare
 
     parser = argparse.ArgumentParser()
     compare.add_parser(parser.add_subparsers())

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llm_surgeon.cli import main
-from llm_surgeon.commands.curvature import build_estimators, format_table
+from llm_surgeon.cli.curvature import build_estimators, format_table
 from llm_surgeon.errors import ConfigError
 
 
@@ -38,7 +38,7 @@ def test_table_lists_each_estimator():
 
 
 def test_figure_is_saved_and_errors_are_ordered(tmp_path):
-    from llm_surgeon.kronecker_figure import save_figure
+    from llm_surgeon.analysis.kronecker_figure import save_figure
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

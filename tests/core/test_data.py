@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_surgeon.config import CalibrationConfig, DataConfig, EvalConfig
 from llm_surgeon.data import (
+    CalibrationConfig,
+    DataConfig,
+    EvalConfig,
     calibration_windows,
     eval_windows,
     load_text,
-    rows_to_raw,
     split_windows,
     tokenize,
 )
+from llm_surgeon.data.text import rows_to_raw
 from llm_surgeon.errors import ConfigError
 
 

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from llm_surgeon.evaluate import perplexity, window_losses
-from llm_surgeon.progress import progress_bar
+from llm_surgeon.data import perplexity, window_losses
+from llm_surgeon.util.progress import progress_bar
 
 
 def _manual_perplexity(model, windows):

@@ -33,7 +33,7 @@ def test_core_sources_do_not_import_plugins():
 
 def test_importing_core_loads_no_plugins_and_no_heavy_libraries():
     script = (
-        "import sys, llm_surgeon, llm_surgeon.cli, llm_surgeon.config, llm_surgeon.registry\n"
+        "import sys, llm_surgeon, llm_surgeon.cli, llm_surgeon.run.config, llm_surgeon.registry\n"
         "bad = [m for m in sys.modules if m.startswith('llm_surgeon.plugins') or m == 'transformers']\n"
         "assert not bad, bad\n"
     )
@@ -46,7 +46,7 @@ def test_public_api_resolves():
 
     for name in llm_surgeon.__all__:
         assert getattr(llm_surgeon, name) is not None, name
-    assert llm_surgeon.prune.__module__ == "llm_surgeon.runner"
+    assert llm_surgeon.prune.__module__ == "llm_surgeon.run.runner"
     assert isinstance(llm_surgeon.__version__, str)
 
 

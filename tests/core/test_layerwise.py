@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
-from llm_surgeon.layerwise import capture_layer_inputs, layer_groups, propagate, run_layer
 from llm_surgeon.plugins.architectures.llama import LlamaAdapter
 from llm_surgeon.plugins.architectures.opt import OPTAdapter
+from llm_surgeon.pruning import capture_layer_inputs, layer_groups, propagate, run_layer
 
 
 def _tiny(kind: str):

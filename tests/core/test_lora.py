@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-import llm_surgeon.lora as lora
-from llm_surgeon.adapters import adapter_for
-from llm_surgeon.config import CalibrationConfig, LoraSettings, RunConfig
+import llm_surgeon.methods.lora.training as lora
+from llm_surgeon.data import CalibrationConfig
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.lora import finetune, lm_loss, split_windows
-from llm_surgeon.session import PruningSession
-from llm_surgeon.structures import ModuleState
+from llm_surgeon.methods import LoraSettings, PruningSession, finetune
+from llm_surgeon.methods.lora import holdout_split, lm_loss
+from llm_surgeon.model import ModuleState, adapter_for
+from llm_surgeon.run.config import RunConfig
 from llm_surgeon.testing import random_tokens, tiny_model
 
 
@@ -236,10 +236,10 @@ def test_adapters_start_fresh_each_phase():
 
 def test_holdout_split_and_report():
     calibration = torch.arange(40).reshape(10, 4)
-    train, hold = split_windows(calibration, LoraSettings(holdout=0.2, fraction=0.5))
+    train, hold = holdout_split(calibration, LoraSettings(holdout=0.2, fraction=0.5))
     assert hold.tolist() == calibration[8:].tolist()
     assert train.tolist() == calibration[:4].tolist()
-    train, hold = split_windows(calibration, LoraSettings())
+    train, hold = holdout_split(calibration, LoraSettings())
     assert train.shape[0] == 10 and hold.shape[0] == 0
 
     model = tiny_model("llama", dtype=torch.float64)

@@ -11,15 +11,15 @@ import textwrap
 import pytest
 import torch
 
-from llm_surgeon import models
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.models import (
+from llm_surgeon.model import (
     ModelSource,
     load_model,
     load_model_config,
     resolve_model_path,
     save_model,
 )
+from llm_surgeon.model import loading as models
 
 
 def test_alias_resolves_without_importing_the_package(monkeypatch):

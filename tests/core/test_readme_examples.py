@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from llm_surgeon.config import CalibrationConfig, DataConfig, EvalConfig, RunConfig
+from llm_surgeon.data import CalibrationConfig, DataConfig, EvalConfig
+from llm_surgeon.run.config import RunConfig
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 _BLOCK = re.compile(r"<!-- readme-example: (\w+) -->\s*```python\n(.*?)```", re.S)
@@ -25,7 +26,7 @@ def test_readme_has_one_example_per_hook():
 @pytest.fixture
 def example_registry(monkeypatch):
     """Built-ins plus the four README examples, as the process-wide registry."""
-    from llm_surgeon import registry as registry_module
+    from llm_surgeon.registry import registry as registry_module
 
     reg = registry_module.Registry()
     reg.load_entry_points()
@@ -58,7 +59,7 @@ def _config(model_dir, data_dir, **kwargs) -> RunConfig:
 )
 def test_examples_prune_a_tiny_model(example_registry, tiny_model_dir, wikitext_dir,
                                      method, curvature, structure, target, tolerance):
-    from llm_surgeon.runner import prune
+    from llm_surgeon.run.runner import prune
 
     report = prune(_config(tiny_model_dir, wikitext_dir, method=method, curvature=curvature,
                            structure=structure, target_size=target), progress=False)
@@ -70,7 +71,7 @@ def test_architecture_example_prunes_phi(example_registry, tmp_path, tiny_tokeni
     import torch
     import transformers
 
-    from llm_surgeon.runner import prune
+    from llm_surgeon.run.runner import prune
 
     config = transformers.PhiConfig(vocab_size=len(tiny_tokenizer), hidden_size=16, intermediate_size=24,
                                     num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64)

@@ -9,8 +9,7 @@ import attrs
 import pytest
 
 from llm_surgeon.errors import ConfigError, PluginError
-from llm_surgeon.hookspecs import hookimpl
-from llm_surgeon.registry import Kind, Registry, get_registry
+from llm_surgeon.registry import Kind, Registry, get_registry, hookimpl
 
 
 class _Thing:
@@ -141,7 +140,7 @@ def test_builtins_load_through_entry_points(fresh_registry):
     assert get_registry() is reg  # loaded once
     record = reg.get(Kind.ARCHITECTURE, "llama")
     assert record.distribution == "llm-surgeon"
-    assert record.plugin == "architectures"
+    assert record.plugin == "llm_surgeon.plugins.architectures"  # module paths cannot collide
     assert {"llama", "mistral", "qwen2", "opt"} <= set(reg.names(Kind.ARCHITECTURE))
 
 
@@ -156,7 +155,7 @@ def test_plugin_failing_to_import(tmp_path, monkeypatch, fresh_registry):
 
 def test_third_party_duplicate_of_builtin(tmp_path, monkeypatch, fresh_registry):
     _fake_distribution(tmp_path, "shadow-plugin", "shadow_mod", """
-        from llm_surgeon.hookspecs import hookimpl
+        from llm_surgeon.registry import hookimpl
 
         class Adapter:
             pass

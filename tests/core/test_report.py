@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.report import atomic_output, library_versions, peak_rss_mb, write_json
+from llm_surgeon.util.io import atomic_output, write_json
+from llm_surgeon.util.resources import library_versions, peak_rss_mb
 
 
 def test_atomic_output_appears_only_on_success(tmp_path):

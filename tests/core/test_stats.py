@@ -1,4 +1,4 @@
-"""The pass machinery of llm_surgeon.stats: what observers see, and that the model is left alone."""
+"""The pass machinery of llm_surgeon.curvature.passes: what observers see, and that the model is left alone."""
 
 from __future__ import annotations
 
@@ -6,9 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from llm_surgeon.adapters import adapter_for
-from llm_surgeon.config import FisherType
-from llm_surgeon.stats import ModuleTokens, PassOptions, TokenObserver, run_pass
+from llm_surgeon.curvature import FisherType, ModuleTokens, PassOptions, TokenObserver, run_pass
+from llm_surgeon.model import adapter_for
 from llm_surgeon.testing import tiny_model
 
 

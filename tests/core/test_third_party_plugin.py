@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from llm_surgeon import cli
-from llm_surgeon.adapters import adapter_for
-from llm_surgeon.config import RunConfig
+from llm_surgeon.model import adapter_for
 from llm_surgeon.registry import Kind, get_registry
-from llm_surgeon.validate import validate_run
+from llm_surgeon.run.config import RunConfig
+from llm_surgeon.run.validate import validate_run
 
 TOY = "toy-activation-diag"
 
@@ -69,7 +69,7 @@ def test_toy_plugin_validates_in_a_run(toy_plugin_on_path, tiny_model_dir, wikit
 
 def test_toy_plugin_prunes_through_the_cli(toy_plugin_on_path, tiny_model_dir, wikitext_dir, tmp_path, capsys):
     """End to end: magnitude scores replaced by the toy curvature, element structure."""
-    pytest.importorskip("llm_surgeon.runner")
+    pytest.importorskip("llm_surgeon.run.runner")
     registry = get_registry()
     if "magnitude" not in registry.names(Kind.METHOD) or "element" not in registry.names(Kind.STRUCTURE):
         pytest.skip("needs the magnitude method and the element structure")

@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from llm_surgeon.schedule import targets
-from llm_surgeon.structures import CandidateSet
-from llm_surgeon.threshold import global_threshold
+from llm_surgeon.pruning import CandidateSet, global_threshold, targets
 
 
 def _rowcol(rows: int, cols: int, gen: torch.Generator) -> CandidateSet:
@@ -108,7 +106,7 @@ def test_float32_costs_select_like_their_float64_values():
 
 
 def test_float32_costs_are_not_copied_to_float64():
-    from llm_surgeon.threshold import _prepare
+    from llm_surgeon.pruning.threshold import _prepare
 
     costs = torch.rand(100)
     groups = _prepare([CandidateSet({"elements": costs}, lambda k: 100 - k["elements"])])

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from llm_surgeon import cli
-from llm_surgeon.config import RunConfig
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.validate import validate_run
+from llm_surgeon.run.config import RunConfig
+from llm_surgeon.run.validate import validate_run
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from llm_surgeon.curvature import Damping, DenseCurvature, KroneckerCurvature
+from llm_surgeon.curvature import Curvature, DenseCurvature, KroneckerCurvature
+from llm_surgeon.solver import CurvatureSolver, Damping, solver_for
 
 F64 = torch.float64
 NO_DAMPING = Damping(g=0.0, a=0.0)
@@ -23,8 +24,7 @@ def symmetric(n: int, gen: torch.Generator, scale: float) -> torch.Tensor:
 
 
 def kron_curvature(d_out: int, d_in: int, rank: int = 1, seed: int = 0, *,
-                   identity_g: bool = False, indefinite: bool = False,
-                   damping: Damping = NO_DAMPING) -> KroneckerCurvature:
+                   identity_g: bool = False, indefinite: bool = False) -> KroneckerCurvature:
     """``F = sum_r G_r ⊗ A_r`` with random SPD factors (``G = None`` if ``identity_g``).
 
     With ``indefinite``, terms after the first are symmetric indefinite and small, as the
@@ -37,12 +37,17 @@ def kron_curvature(d_out: int, d_in: int, rank: int = 1, seed: int = 0, *,
             factors.append((symmetric(d_out, gen, 0.3), symmetric(d_in, gen, 0.3)))
         else:
             factors.append((None if identity_g else spd(d_out, gen), spd(d_in, gen)))
-    return KroneckerCurvature(tuple(factors), d_out, d_in, damping=damping)
+    return KroneckerCurvature(tuple(factors), d_out, d_in)
 
 
 def dense_of(curvature: KroneckerCurvature) -> DenseCurvature:
     """The same (undamped) curvature as an explicit matrix."""
-    return DenseCurvature(curvature.to_dense(), curvature.d_out, curvature.d_in, damping=0.0)
+    return DenseCurvature(curvature.to_dense(), curvature.d_out, curvature.d_in)
+
+
+def solve(curvature: Curvature, damping: Damping = NO_DAMPING) -> CurvatureSolver:
+    """The registered solver of ``curvature`` (undamped unless ``damping`` is given)."""
+    return solver_for(curvature, damping)
 
 
 def random_theta(d_out: int, d_in: int, seed: int = 1) -> torch.Tensor:

@@ -64,6 +64,6 @@ def test_damping_is_relative_to_the_mean_diagonal():
     gen = torch.Generator().manual_seed(0)
     f = spd(6, gen)
     theta = random_theta(2, 3)
-    damped = DenseSolver(DenseCurvature(f, 2, 3, damping=0.5))
+    damped = DenseSolver(DenseCurvature(f, 2, 3), damping=0.5)
     explicit = DenseSolver(DenseCurvature(f + 0.5 * f.diagonal().mean() * torch.eye(6, dtype=F64), 2, 3))
     assert close(damped.element_costs(theta), explicit.element_costs(theta))

@@ -31,5 +31,5 @@ def test_costs_and_removal():
 
 def test_damping_adds_mean():
     values = torch.tensor([[1.0, 3.0]], dtype=torch.float64)
-    solver = DiagonalSolver(DiagonalCurvature(values, damping=0.5))
+    solver = DiagonalSolver(DiagonalCurvature(values), damping=0.5)
     assert close(solver.element_costs(torch.ones(1, 2, dtype=torch.float64)), 0.5 * (values + 1.0))

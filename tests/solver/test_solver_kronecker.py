@@ -6,18 +6,18 @@ import pytest
 import torch
 from solver_cases import (
     F64,
-    NO_DAMPING,
     close,
     constrained_optimum,
     dense_of,
     kron_curvature,
     random_mask,
     random_theta,
+    solve,
 )
 
-from llm_surgeon.curvature import Damping, KroneckerCurvature
+from llm_surgeon.curvature import KroneckerCurvature
 from llm_surgeon.errors import ConfigError, NumericalError
-from llm_surgeon.solver import KroneckerSolver, UnsupportedCurvatureError
+from llm_surgeon.solver import Damping, KroneckerSolver, UnsupportedCurvatureError
 
 SHAPES = [(6, 5), (5, 6)]
 CASES = [  # (rank, identity_g); "indefinite": rank 2 with an indefinite second term
@@ -34,7 +34,7 @@ def _solvers(d_out, d_in, rank, identity_g, seed=0):
     if indefinite:
         assert torch.linalg.eigvalsh(curvature.factors[1][0]).min() < 0
         assert torch.linalg.eigvalsh(curvature.to_dense()).min() > 0
-    return curvature, curvature.solver(), dense_of(curvature).solver()
+    return curvature, solve(curvature), solve(dense_of(curvature))
 
 
 @pytest.mark.parametrize(("d_out", "d_in"), SHAPES)
@@ -52,18 +52,18 @@ def test_costs_match_dense(d_out, d_in, rank, identity_g):
 
 def test_damping_matches_damped_dense_factors():
     d = Damping(g=0.1, a=0.3)
-    curvature = kron_curvature(6, 5, damping=d)
+    curvature = kron_curvature(6, 5)
     (g, a), = curvature.factors
     damped = KroneckerCurvature(
         ((g + 0.1 * g.diagonal().mean() * torch.eye(6, dtype=F64),
-          a + 0.3 * a.diagonal().mean() * torch.eye(5, dtype=F64)),), 6, 5, damping=NO_DAMPING,
+          a + 0.3 * a.diagonal().mean() * torch.eye(5, dtype=F64)),), 6, 5,
     )
     theta = random_theta(6, 5)
-    dense = dense_of(damped).solver()
-    assert close(curvature.solver().element_costs(theta), dense.element_costs(theta))
+    dense = solve(dense_of(damped))
+    assert close(solve(curvature, d).element_costs(theta), dense.element_costs(theta))
     rows = torch.tensor([False, True, False, False, True, False])
     cols = torch.tensor([True, False, False, False, False])
-    assert close(curvature.solver().remove_rows_cols(theta, rows, cols)[0],
+    assert close(solve(curvature, d).remove_rows_cols(theta, rows, cols)[0],
                  dense.remove_rows_cols(theta, rows, cols)[0])
 
 
@@ -166,8 +166,8 @@ def test_least_squares_layer_reaches_the_direct_solve():
     x = torch.cat([torch.randn(n, d_w, generator=gen, dtype=F64), torch.ones(n, 1, dtype=F64)], 1)
     theta = torch.randn(d_out, d_w + 1, generator=gen, dtype=F64)
     y = x @ theta.T  # the dense layer's outputs are the targets
-    curvature = KroneckerCurvature(((None, x.T @ x),), d_out, d_w + 1, damping=NO_DAMPING)
-    solver = curvature.solver()
+    curvature = KroneckerCurvature(((None, x.T @ x),), d_out, d_w + 1)
+    solver = solve(curvature)
     removed = random_mask(d_out, d_w + 1, 0.4)
     removed[:, -1] = False  # the bias is never removed alone
     new, cost = solver.remove_elements(theta, removed, chunk_size="row")
@@ -193,10 +193,10 @@ def test_rank3_small_falls_back_to_dense():
 
 def test_unsupported_large_cases_raise():
     theta = random_theta(80, 60)
-    rank3 = kron_curvature(80, 60, rank=3).solver()
+    rank3 = solve(kron_curvature(80, 60, rank=3))
     with pytest.raises(UnsupportedCurvatureError, match="rank 3"):
         rank3.element_costs(theta)
-    rank2 = kron_curvature(80, 60, rank=2).solver()
+    rank2 = solve(kron_curvature(80, 60, rank=2))
     rows = torch.zeros(80, dtype=torch.bool)
     rows[3] = True
     with pytest.raises(UnsupportedCurvatureError, match="rank 1"):
@@ -214,18 +214,18 @@ def test_damping_escalates_and_is_recorded():
     g = torch.zeros(4, 4, dtype=F64)
     g[0, 0] = 1.0  # singular
     a = torch.eye(3, dtype=F64)
-    curvature = KroneckerCurvature(((g, a),), 4, 3, damping=Damping(g=0.0, a=0.0))
-    costs = curvature.solver().element_costs(random_theta(4, 3))
+    curvature = KroneckerCurvature(((g, a),), 4, 3)
+    solver = solve(curvature, Damping(g=0.0, a=0.0))
+    costs = solver.element_costs(random_theta(4, 3))
     assert torch.isfinite(costs).all()
-    assert curvature.info["damping_escalations"] >= 1
-    stuck = KroneckerCurvature(((-torch.eye(4, dtype=F64), a),), 4, 3,
-                               damping=Damping(g=0.0, a=0.0, max_escalations=1))
+    assert solver.escalations >= 1
+    stuck = KroneckerCurvature(((-torch.eye(4, dtype=F64), a),), 4, 3)
     with pytest.raises(NumericalError, match="output factor G"):
-        stuck.solver().element_costs(random_theta(4, 3))
+        solve(stuck, Damping(g=0.0, a=0.0, max_escalations=1)).element_costs(random_theta(4, 3))
     bad = torch.eye(4, dtype=F64)
     bad[1, 1] = float("nan")
     with pytest.raises(NumericalError, match="non-finite"):
-        KroneckerCurvature(((bad, a),), 4, 3).solver().row_costs(random_theta(4, 3))
+        solve(KroneckerCurvature(((bad, a),), 4, 3)).row_costs(random_theta(4, 3))
 
 
 def test_joint_removal_refuses_huge_systems(monkeypatch):
@@ -254,8 +254,8 @@ def test_inputs_are_not_modified(rank, identity_g):
 
 
 def test_identity_curvature_only_zeroes():
-    curvature = KroneckerCurvature(((None, None),), 4, 3, damping=NO_DAMPING)
-    solver = curvature.solver()
+    curvature = KroneckerCurvature(((None, None),), 4, 3)
+    solver = solve(curvature)
     theta = random_theta(4, 3)
     removed = random_mask(4, 3, 0.5)
     new, cost = solver.remove_elements(theta, removed)
@@ -269,11 +269,11 @@ def test_rank2_escalates_damping_until_positive_definite():
     g = torch.randn(5, 8, generator=gen, dtype=F64)
     a = torch.randn(4, 7, generator=gen, dtype=F64)
     g, a = g @ g.T / 8, a @ a.T / 7
-    curvature = KroneckerCurvature(((g, a), (-1.5 * g, a)), 5, 4, damping=Damping(g=0.01, a=0.01))
+    curvature = KroneckerCurvature(((g, a), (-1.5 * g, a)), 5, 4)
     assert torch.linalg.eigvalsh(curvature.to_dense()).max() < 0  # undamped F is negative definite
-    costs = curvature.solver().element_costs(random_theta(5, 4))
+    solver = solve(curvature, Damping(g=0.01, a=0.01))
+    costs = solver.element_costs(random_theta(5, 4))
     assert torch.isfinite(costs).all() and bool((costs > 0).all())
-    assert curvature.info["damping_escalations"] >= 1
-    stuck = KroneckerCurvature(((g, a), (-1.5 * g, a)), 5, 4, damping=Damping(g=0.0, a=0.0, max_escalations=0))
+    assert solver.escalations >= 1
     with pytest.raises(NumericalError, match="not positive definite"):
-        stuck.solver().element_costs(random_theta(5, 4))
+        solve(curvature, Damping(g=0.0, a=0.0, max_escalations=0)).element_costs(random_theta(5, 4))

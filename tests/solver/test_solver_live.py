@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import gc
-
 import torch
 from solver_cases import close, kron_curvature, random_theta
 
-from llm_surgeon.solver import LiveView, SolverCache
+from llm_surgeon.curvature import KroneckerCurvature
+from llm_surgeon.solver import Damping, LiveView, Solvers
 
 
 def _mask() -> torch.Tensor:
@@ -46,37 +45,50 @@ def test_restricted_curvature_is_the_sub_block():
     assert close(sub.to_dense(), curvature.to_dense()[idx][:, idx])
 
 
+def _solvers(curvatures: dict, **kwargs) -> Solvers:
+    return Solvers(curvatures, Damping(g=0.01, a=0.01), **kwargs)
+
+
 def test_cache_keeps_nothing_by_default(monkeypatch):
     monkeypatch.delenv("LLM_SURGEON_SOLVER_CACHE_MB", raising=False)
-    cache = SolverCache()
     curvature = kron_curvature(5, 5)
+    solvers = _solvers({"m": curvature})
     view = LiveView.of(_mask(), has_bias=True)
-    assert cache.get(curvature, view) is not cache.get(curvature, view)
+    assert solvers.solver("m", view) is not solvers.solver("m", view)
     monkeypatch.setenv("LLM_SURGEON_SOLVER_CACHE_MB", "1")
-    cache = SolverCache()
-    assert cache.get(curvature, view) is cache.get(curvature, view)
+    solvers = _solvers({"m": curvature})
+    assert solvers.solver("m", view) is solvers.solver("m", view)
 
 
 def test_cache_reuses_then_pops():
-    cache = SolverCache(max_bytes=2**20)
-    curvature = kron_curvature(5, 5)
+    solvers = _solvers({"m": kron_curvature(5, 5)}, max_bytes=2**20)
     view = LiveView.of(_mask(), has_bias=True)
-    first = cache.get(curvature, view)
-    assert cache.get(curvature, view) is first
-    assert cache.get(curvature, view, pop=True) is first
-    assert cache.get(curvature, view, pop=True) is not first  # popped: built anew, not kept
+    first = solvers.solver("m", view)
+    assert solvers.solver("m", view) is first
+    assert solvers.solver("m", view, pop=True) is first
+    assert solvers.solver("m", view, pop=True) is not first  # popped: built anew, not kept
     other = LiveView.of(torch.ones(5, 4, dtype=torch.bool), has_bias=True)
-    cache.get(curvature, view)
-    assert cache.get(curvature, other) is not first  # a different live view is a miss
+    solvers.solver("m", view)
+    assert solvers.solver("m", other) is not first  # a different live view is a miss
 
 
-def test_cache_respects_its_budget_and_forgets_dead_curvatures():
+def test_cache_respects_its_budget_and_discards():
     view = LiveView.of(torch.ones(5, 4, dtype=torch.bool), has_bias=True)
-    cache = SolverCache(max_bytes=8 * 3 * 50)  # room for exactly one 5x5 problem
-    a, b = kron_curvature(5, 5, seed=1), kron_curvature(5, 5, seed=2)
-    cache.get(a, view)
-    cache.get(b, view)
-    assert len(cache._entries) == 1
-    del a
-    gc.collect()
-    assert len(cache._entries) == 0 and cache._bytes == 0
+    solvers = _solvers({"a": kron_curvature(5, 5, seed=1), "b": kron_curvature(5, 5, seed=2)},
+                       max_bytes=8 * 3 * 50)  # room for exactly one 5x5 problem
+    solvers.solver("a", view)
+    solvers.solver("b", view)
+    assert len(solvers._entries) == 1
+    solvers.discard("a")
+    assert len(solvers._entries) == 0 and solvers._bytes == 0
+
+
+def test_escalations_are_recorded_per_module_not_on_the_curvature():
+    g = torch.zeros(5, 5, dtype=torch.float64)
+    g[0, 0] = 1.0  # singular
+    curvature = KroneckerCurvature(((g, torch.eye(5, dtype=torch.float64)),), 5, 5)
+    solvers = Solvers({"m": curvature}, Damping(g=0.0, a=0.0))
+    view = LiveView.of(torch.ones(5, 5, dtype=torch.bool), has_bias=False)
+    solvers.solver("m", view).element_costs(random_theta(5, 5))
+    assert solvers.escalations["m"] >= 1
+    assert "damping_escalations" not in curvature.info

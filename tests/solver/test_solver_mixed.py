@@ -11,6 +11,7 @@ from solver_cases import (
     kron_curvature,
     random_mask,
     random_theta,
+    solve,
     spd,
 )
 
@@ -70,9 +71,9 @@ def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk
     used = []
     real = elements.solve_spd_mixed
     monkeypatch.setattr(elements, "solve_spd_mixed", lambda m, b: used.append(len(m)) or real(m, b))
-    new, cost = curvature.solver().remove_elements(theta, removed, chunk_size=chunk)
+    new, cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk)
     monkeypatch.setattr(elements, "MIXED_MIN", 10**9)  # everything in float64
-    ref, ref_cost = curvature.solver().remove_elements(theta, removed, chunk_size=chunk)
+    ref, ref_cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk)
     assert used and min(used) >= mixed_min
     assert close(new, ref, rel=1e-9) and close(cost, ref_cost, rel=1e-9)
     if chunk is None:
@@ -82,7 +83,7 @@ def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk
 
 def test_costs_and_row_col_updates_form_no_full_inverse():
     curvature = kron_curvature(9, 8, seed=3)
-    solver = curvature.solver()
+    solver = solve(curvature)
     theta = random_theta(9, 8)
     solver.element_costs(theta), solver.row_costs(theta), solver.col_costs(theta)
     rows = torch.zeros(9, dtype=torch.bool)
@@ -106,7 +107,7 @@ def test_rank2_chunks_share_the_mixed_solve(monkeypatch):
     used = []
     real = elements.solve_spd_mixed
     monkeypatch.setattr(elements, "solve_spd_mixed", lambda m, b: used.append(len(m)) or real(m, b))
-    new, cost = curvature.solver().remove_elements(theta, removed, chunk_size=None)
+    new, cost = solve(curvature).remove_elements(theta, removed, chunk_size=None)
     assert used
     best, best_cost = constrained_optimum(curvature.to_dense(), theta, removed)
     assert close(new, best) and close(cost, best_cost)

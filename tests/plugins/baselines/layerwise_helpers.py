@@ -7,11 +7,13 @@ from types import SimpleNamespace
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
-from llm_surgeon.config import CalibrationConfig, RunConfig, parse_nm
+from llm_surgeon.data import CalibrationConfig
+from llm_surgeon.methods import PruningSession
+from llm_surgeon.model import ModuleState
 from llm_surgeon.plugins.architectures.llama import LlamaAdapter
 from llm_surgeon.plugins.architectures.opt import OPTAdapter
-from llm_surgeon.session import PruningSession
-from llm_surgeon.structures import ModuleState
+from llm_surgeon.pruning import parse_nm
+from llm_surgeon.run.config import RunConfig
 
 VOCAB = 64
 

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from llm_surgeon.hookspecs import hookimpl
 from llm_surgeon.plugins.baselines.sparsegpt import register_sparsegpt
 from llm_surgeon.plugins.baselines.wanda import register_wanda
-from llm_surgeon.registry import Kind, get_registry
+from llm_surgeon.registry import Kind, get_registry, hookimpl
 
 PLUGIN_NAME = "test-layerwise-baselines"
 

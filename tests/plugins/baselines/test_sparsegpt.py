@@ -19,6 +19,7 @@ from llm_surgeon.plugins.baselines.sparsegpt import (
     inverse_cholesky,
     sparsegpt_curvature,
     sparsegpt_prune,
+    sparsegpt_solver,
 )
 from llm_surgeon.plugins.baselines.wanda import wanda_mask, wanda_scores
 
@@ -101,10 +102,10 @@ def test_predicted_cost_is_quadratic_model_of_i_kron_h():
     res = sparsegpt_prune(w, h, keep=0.5, blocksize=8)
     delta = res.weight - w
     h_damped = h + res.damping * torch.eye(20, dtype=h.dtype)
-    f = sparsegpt_curvature(h_damped, d_out=6, percdamp=0.0).to_dense()
+    f = sparsegpt_curvature(h_damped, d_out=6).to_dense()
     assert res.predicted_cost == pytest.approx(float(delta.flatten() @ f @ delta.flatten()) / 2, rel=1e-9)
     # the shared solver, damping A = H as SparseGPT does, agrees
-    solver = sparsegpt_curvature(h, d_out=6, percdamp=0.01).solver()
+    solver = sparsegpt_solver(h, d_out=6, percdamp=0.01)
     assert solver.quadratic(delta) == pytest.approx(res.predicted_cost, rel=1e-9)
 
 
@@ -113,7 +114,7 @@ def test_first_column_scores_are_the_solver_element_costs():
     w, x = layer_problem(d_out=6, d_in=20)
     h = _hessian(x)
     upper, _, _ = inverse_cholesky(h, 0.01)
-    costs = sparsegpt_curvature(h, d_out=6).solver().element_costs(w)
+    costs = sparsegpt_solver(h, d_out=6).element_costs(w)
     torch.testing.assert_close(w[:, 0] ** 2 / upper[0, 0] ** 2, 2 * costs[:, 0])
 
 
@@ -123,7 +124,7 @@ def test_sequential_obs_is_never_better_than_the_joint_obs_update():
     w, x = layer_problem(d_out=6, d_in=24)
     h = _hessian(x)
     res = sparsegpt_prune(w, h, keep=0.5, blocksize=8, percdamp=0.0)
-    solver = sparsegpt_curvature(h, d_out=6, percdamp=0.0).solver()
+    solver = sparsegpt_solver(h, d_out=6, percdamp=0.0)
     joint, joint_cost = solver.remove(w, res.removed)
     assert joint_cost <= res.predicted_cost * (1 + 1e-9)
     optimal = torch.zeros_like(w)

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 import transformers as tf
 from torch import Tensor, nn
 
-from llm_surgeon.adapters import adapter_for
+from llm_surgeon.model import adapter_for
 from llm_surgeon.testing import tiny_model
 
 FAMILIES = ("llama", "llama-bias", "qwen2", "opt", "opt-nobias")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from llm_surgeon.adapters import PrunableModule
-from llm_surgeon.curvature import Damping, KroneckerCurvature
-from llm_surgeon.structures import ModuleState
+from llm_surgeon.curvature import KroneckerCurvature
+from llm_surgeon.model import ModuleState, PrunableModule
+from llm_surgeon.pruning import Scope, Solvers
+from llm_surgeon.solver import Damping
 
 F64 = torch.float64
 
@@ -26,9 +27,16 @@ def make_layer(d_out: int, d_w: int, bias: bool, seed: int = 0) -> tuple[ModuleS
         if bias:
             linear.bias.copy_(torch.randn(d_out, generator=gen, dtype=F64))
     d_in = d_w + int(bias)
-    curvature = KroneckerCurvature(((spd(d_out, gen), spd(d_in, gen)),), d_out, d_in,
-                                   damping=Damping(g=0.0, a=0.0))
+    curvature = KroneckerCurvature(((spd(d_out, gen), spd(d_in, gen)),), d_out, d_in)
     return ModuleState.dense(PrunableModule("layers.0.fc", linear, 0, "up")), curvature
+
+
+NO_DAMPING = Damping(g=0.0, a=0.0)
+
+
+def on(state: ModuleState, curvature: KroneckerCurvature, damping: Damping = NO_DAMPING) -> tuple[Scope, Solvers]:
+    """The scope of one module and the shot's solvers over its curvature (undamped)."""
+    return Scope((state,)), Solvers({state.pm.name: curvature}, damping)
 
 
 def live_oracle(state: ModuleState, curvature: KroneckerCurvature, theta: torch.Tensor,

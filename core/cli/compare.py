@@ -1,0 +1,348 @@
+"""``llm-surgeon compare``: a matrix of methods × structures × target sizes on one model.
+
+Every combination is an ordinary run of :func:`llm_surgeon.run.runner.prune` with the same
+calibration and evaluation settings, so all methods see the same calibration windows
+(they are drawn from the seeded split, identically for every run) and the same test
+windows. The dense perplexity is evaluated once and reused through the runner's
+perplexity cache (a private cache in ``--out`` when the user's cache is switched off).
+
+By default each run is a separate process, so that its peak memory is its own.
+``compare.json`` and ``compare.md`` in ``--out`` are rewritten after every run; each
+run's ``report.json`` is kept under ``runs/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from llm_surgeon.cli.options import add_data_arguments, parse_options
+from llm_surgeon.errors import ConfigError
+from llm_surgeon.pruning.nm import parse_nm
+from llm_surgeon.run.config import RunConfig
+
+logger = logging.getLogger(__name__)
+
+
+def _comma_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``compare`` subcommand."""
+    p = subparsers.add_parser(
+        "compare",
+        help="compare methods × structures × target sizes",
+        description="Prune the same model with several methods, structures and target sizes "
+        "(one calibration set, one dense evaluation) and write compare.json and compare.md "
+        "(perplexity, achieved size, pruning seconds, peak memory) to --out.",
+    )
+    p.add_argument("model", metavar="MODEL", help="alias (smollm2-135m), local folder, .gguf file or hub id")
+    p.add_argument("--methods", type=_comma_list, required=True,
+                   help="comma-separated methods, e.g. sparsegpt,wanda,surgeon,magnitude")
+    p.add_argument("--structures", type=_comma_list, default=["element"],
+                   help="comma-separated structures, e.g. element,2:4,row-col (default: element)")
+    p.add_argument("--target-sizes", type=lambda t: [float(x) for x in _comma_list(t)], default=[0.5],
+                   help="comma-separated fractions kept (default: 0.5); N:M structures use 1 - N/M")
+    p.add_argument("--shots", default=None, metavar="N|METHOD=N,...",
+                   help="shots for every method, or per method (default: the method's own "
+                   "default, 1 for the layer-wise baselines, else 5)")
+    p.add_argument("--method-option", action="append", metavar="METHOD:KEY=VALUE",
+                   help="an option for one method, e.g. sparsegpt:blocksize=64")
+    d = p.add_argument_group("data")
+    add_data_arguments(d)
+    d.add_argument("--calib-split", help="calibration split (default: train, else validation)")
+    d.add_argument("--eval-split", help="evaluation split (default: test)")
+    d.add_argument("--nsamples", type=int, help="calibration windows (default: 32)")
+    d.add_argument("--seqlen", type=int, help="tokens per window (default: 512)")
+    d.add_argument("--batch-size", type=int, help="windows per forward pass")
+    d.add_argument("--seed", type=int, help="random seed of the calibration windows")
+    d.add_argument("--eval-windows", type=int, metavar="N", help="evaluate on the first N windows only")
+    r = p.add_argument_group("run")
+    r.add_argument("--device", help="cpu (default), cuda, cuda:1...")
+    r.add_argument("--dtype", help="model dtype while pruning (default: float32)")
+    r.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    r.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    r.add_argument("--save-models", action="store_true", help="also save every pruned model")
+    r.add_argument("--in-process", action="store_true",
+                   help="run all combinations in this process (faster start; peak memory is then "
+                   "the process peak so far)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _shots(spec: str | None, methods: list[str]) -> dict[str, int | None]:
+    """Shots per method from ``N`` or ``method=N,...`` (``None``: the method's default)."""
+    shots: dict[str, int | None] = dict.fromkeys(methods)
+    if not spec:
+        return shots
+    try:
+        if "=" not in spec:
+            return dict.fromkeys(methods, int(spec))
+        for item in _comma_list(spec):
+            name, _, value = item.partition("=")
+            if name.strip() not in shots:
+                raise ConfigError(f"--shots names method {name.strip()!r}, which is not in --methods")
+            shots[name.strip()] = int(value)
+    except ValueError:
+        raise ConfigError(f"--shots expects N or METHOD=N,...; got {spec!r}") from None
+    return shots
+
+
+def _method_options(items: list[str] | None, methods: list[str]) -> dict[str, dict[str, Any]]:
+    options: dict[str, dict[str, Any]] = {m: {} for m in methods}
+    for item in items or []:
+        method, sep, rest = item.partition(":")
+        if not sep or method not in options:
+            raise ConfigError(f"--method-option expects METHOD:KEY=VALUE with METHOD in --methods; got {item!r}")
+        options[method].update(parse_options([rest], "--method-option"))
+    return options
+
+
+def _base(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings shared by every run (a nested dict for :meth:`RunConfig.from_dict`)."""
+    base: dict[str, Any] = {"model": args.model}
+    cal: dict[str, Any] = {}
+    ev: dict[str, Any] = {}
+    cal_data: dict[str, Any] = {"split": args.calib_split or "train"}
+    ev_data: dict[str, Any] = {"split": args.eval_split or "test"}
+    for data in (cal_data, ev_data):
+        if args.data:
+            data["dataset"] = args.data
+        if args.data_dir:
+            data["data_dir"] = args.data_dir
+    cal["data"], ev["data"] = cal_data, ev_data
+    for key, value in (("nsamples", args.nsamples), ("seed", args.seed)):
+        if value is not None:
+            cal[key] = value
+    for section in (cal, ev):
+        if args.seqlen is not None:
+            section["seqlen"] = args.seqlen
+        if args.batch_size is not None:
+            section["batch_size"] = args.batch_size
+    if args.eval_windows is not None:
+        ev["windows"] = args.eval_windows
+    base["calibration"], base["evaluation"] = cal, ev
+    for key in ("device", "dtype"):
+        if getattr(args, key):
+            base[key] = getattr(args, key)
+    return base
+
+
+def _slug(method: str, structure: str, target: float) -> str:
+    return f"{method}-{structure.replace(':', 'of')}-{target:g}"
+
+
+def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """One entry per combination: ``{"method", "structure", "target_size", "config" | "skipped"}``.
+
+    Unknown plugin names and invalid shared settings raise :class:`ConfigError`; a
+    combination the method does not support (e.g. a structure) is marked skipped.
+    """
+    from llm_surgeon.registry.registry import Kind, get_registry
+    from llm_surgeon.run.validate import method_attribute, validate_run
+
+    registry = get_registry()
+    for method in args.methods:
+        registry.get(Kind.METHOD, method)  # did-you-mean for typos
+    shots = _shots(args.shots, args.methods)
+    options = _method_options(args.method_option, args.methods)
+    base = _base(args)
+    runs_dir = Path(args.out) / "runs"
+    entries: list[dict[str, Any]] = []
+    checked_model = False
+    for method in args.methods:
+        record = registry.get(Kind.METHOD, method)
+        method_shots = shots[method]
+        if method_shots is None:
+            method_shots = method_attribute(record, None, "default_shots", None)
+        for structure in args.structures:
+            nm = parse_nm(structure)
+            sizes = [1.0 - nm[0] / nm[1]] if nm else args.target_sizes
+            for target in sizes:
+                data = dict(base, method=method, structure=structure, target_size=target,
+                            method_options=options[method], save_model=bool(args.save_models),
+                            out=str(runs_dir / _slug(method, structure, target)))
+                if method_shots is not None:
+                    data["shots"] = method_shots
+                entry: dict[str, Any] = {"method": method, "structure": structure, "target_size": target}
+                try:
+                    config = RunConfig.from_dict(data)
+                    validate_run(config, registry, check_model=not checked_model)
+                    checked_model = True
+                    entry.update(config=config, shots=config.shots)
+                except ConfigError as exc:
+                    entry.update(status="skipped", error=str(exc))
+                entries.append(entry)
+    if entries and all(e.get("status") == "skipped" for e in entries):
+        raise ConfigError(f"no combination can run; first problem: {entries[0]['error']}")
+    return entries
+
+
+def summarize(report: dict[str, Any]) -> dict[str, Any]:
+    """The compare row of one run report."""
+    prune_seconds = 0.0
+    for shot in report.get("shot_log") or []:
+        seconds = shot.get("seconds", {})
+        prune_seconds += seconds.get("total", 0.0) - seconds.get("eval", 0.0)
+    return {
+        "status": "ok",
+        "shots": report.get("shots"),
+        "ppl_before": report.get("ppl_before"),
+        "ppl": report.get("ppl_after"),
+        "achieved_size": report.get("achieved_size"),
+        "prune_seconds": prune_seconds,
+        "peak_rss_mb": report.get("peak_rss_mb"),
+        "seconds_total": report.get("seconds_total"),
+    }
+
+
+def _execute(config: RunConfig, progress: bool) -> dict[str, Any]:
+    """Run one combination in this process; the runner's report plus GPU peak memory."""
+    import torch
+
+    from llm_surgeon.run.runner import prune
+
+    cuda = torch.device(config.device).type == "cuda"
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    report = prune(config, progress=progress, overwrite=True)
+    if cuda:
+        report["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    return report
+
+
+def _child(config_dict: dict[str, Any], result_path: str, progress: bool, log_level: int) -> None:
+    """Entry point of a run's process: write ``{"report": ...}`` or ``{"error": ...}``."""
+    from llm_surgeon.util.io import write_json
+
+    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        result = {"report": _execute(RunConfig.from_dict(config_dict), progress)}
+    except Exception as exc:  # reported in the table; the comparison goes on
+        logging.getLogger(__name__).exception("run failed")
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    write_json(result_path, result)
+
+
+def _run_one(config: RunConfig, *, in_process: bool, progress: bool, scratch: Path) -> dict[str, Any]:
+    """Report of one combination (``{"error": ...}`` if it failed)."""
+    if in_process:
+        try:
+            return {"report": _execute(config, progress)}
+        except Exception as exc:
+            logger.exception("run %s/%s failed", config.method, config.structure)
+            return {"error": f"{type(exc).__name__}: {exc}"}
+    import json
+
+    result_path = scratch / f"result-{os.getpid()}-{time.monotonic_ns()}.json"
+    ctx = multiprocessing.get_context("spawn")
+    proc = ctx.Process(target=_child, args=(config.to_dict(), str(result_path), progress,
+                                            logging.getLogger("llm_surgeon").getEffectiveLevel()))
+    proc.start()
+    proc.join()
+    try:
+        return json.loads(result_path.read_text())
+    except (OSError, ValueError):
+        return {"error": f"run process exited with code {proc.exitcode} and no result"}
+    finally:
+        result_path.unlink(missing_ok=True)
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    """``compare.md``: the settings and one table row per combination."""
+    s = result["settings"]
+    lines = [
+        f"# Comparison on `{result['model']}`",
+        "",
+        f"Calibration: {s['calibration']['nsamples']} × {s['calibration']['seqlen']} tokens "
+        f"({s['calibration']['data']['split']}, seed {s['calibration']['seed']}); "
+        f"evaluation: {s['evaluation']['windows'] or 'all'} windows of {s['evaluation']['seqlen']} "
+        f"({s['evaluation']['data']['split']}); device {s['device']}, {s['dtype']}.",
+        "",
+        f"Dense perplexity: {_fmt(result.get('dense_ppl'), '.3f')}",
+        "",
+        "| method | structure | target size | shots | achieved size | perplexity | pruning s | peak RSS MiB | status |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for r in result["runs"]:
+        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')}"
+        lines.append(
+            f"| {r['method']} | {r['structure']} | {r['target_size']:.4g} | {r.get('shots') or '–'} | "
+            f"{_fmt(r.get('achieved_size'), '.4f')} | {_fmt(r.get('ppl'), '.3f')} | "
+            f"{_fmt(r.get('prune_seconds'), '.1f')} | {_fmt(r.get('peak_rss_mb'), '.0f')} | "
+            f"{status.replace('|', '/')} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _write(out: Path, result: dict[str, Any]) -> None:
+    from llm_surgeon.util.io import write_json
+
+    write_json(out / "compare.json", result)
+    tmp = out / ".compare.md.tmp"
+    tmp.write_text(render_markdown(result), encoding="utf-8")
+    tmp.replace(out / "compare.md")
+
+
+def compare(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the matrix described by ``args`` and return the ``compare.json`` content."""
+    from llm_surgeon.util.io import check_output_folder
+    from llm_surgeon.util.resources import library_versions
+
+    out = check_output_folder(args.out, overwrite=args.overwrite)
+    entries = plan(args)
+    out.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("LLM_SURGEON_CACHE", "").lower() in {"off", "0", "false", "no"}:
+        os.environ["LLM_SURGEON_CACHE"] = str(out / ".ppl-cache")  # still one dense evaluation
+    first = next(e["config"] for e in entries if "config" in e)
+    result: dict[str, Any] = {
+        "model": args.model,
+        "settings": {
+            "calibration": first.to_dict()["calibration"],
+            "evaluation": first.to_dict()["evaluation"],
+            "device": first.device,
+            "dtype": first.dtype,
+            "in_process": bool(args.in_process),
+        },
+        "dense_ppl": None,
+        "runs": [],
+        "versions": library_versions(),
+    }
+    for entry in entries:
+        row = {k: entry[k] for k in ("method", "structure", "target_size")}
+        if "config" not in entry:
+            row.update(status="skipped", error=entry["error"])
+        else:
+            config = entry["config"]
+            logger.info("running %s / %s / %.4g", row["method"], row["structure"], row["target_size"])
+            outcome = _run_one(config, in_process=args.in_process, progress=not args.no_progress,
+                               scratch=out)
+            if "report" in outcome:
+                row.update(summarize(outcome["report"]), report=str(Path(config.out) / "report.json"))
+                if "peak_gpu_mb" in outcome["report"]:
+                    row["peak_gpu_mb"] = outcome["report"]["peak_gpu_mb"]
+                if result["dense_ppl"] is None:
+                    result["dense_ppl"] = row["ppl_before"]
+            else:
+                row.update(status="failed", shots=config.shots, error=outcome["error"])
+        result["runs"].append(row)
+        _write(out, result)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the comparison; exit code 1 if any combination failed."""
+    result = compare(args)
+    print(render_markdown(result))
+    return 1 if any(r["status"] == "failed" for r in result["runs"]) else 0

@@ -1,0 +1,111 @@
+"""``llm-surgeon eval``: perplexity of a model on non-overlapping windows of a split."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+
+from llm_surgeon.cli.options import add_data_arguments, disable_library_progress_bars
+from llm_surgeon.data.config import DataConfig, EvalConfig
+from llm_surgeon.errors import ConfigError, validation_message
+
+logger = logging.getLogger(__name__)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``eval`` subcommand."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="measure perplexity",
+        description="Perplexity: exp of the mean over non-overlapping windows of the mean "
+        "next-token cross-entropy (the split is joined into one string and tokenised once).",
+    )
+    parser.add_argument("model", metavar="MODEL", help="alias (smollm2-135m), local folder, .gguf file or hub id")
+    add_data_arguments(parser)
+    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    parser.add_argument("--seqlen", type=int, default=512, help="tokens per window (default: 512)")
+    parser.add_argument("--eval-windows", type=int, default=None, metavar="N",
+                        help="evaluate only the first N windows (default: all)")
+    parser.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1... (default: cpu)")
+    parser.add_argument("--dtype", default="float32", help="model dtype (default: float32)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    parser.add_argument("--json", metavar="OUT", default=None, help="also write the result as JSON to OUT")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def _eval_config(args: argparse.Namespace) -> EvalConfig:
+    try:
+        return EvalConfig(
+            data=DataConfig(dataset=args.data or "wikitext2", data_dir=args.data_dir, split=args.split),
+            seqlen=args.seqlen,
+            windows=args.eval_windows,
+            batch_size=args.batch_size,
+        )
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(validation_message(exc)) from None
+
+
+def _validate(args: argparse.Namespace, ev: EvalConfig) -> None:
+    """Check everything before any weights are loaded."""
+    from llm_surgeon.model.loading import context_length, load_model_config
+    from llm_surgeon.run.validate import check_data, check_device
+    from llm_surgeon.util.torch_util import torch_dtype
+
+    check_data(ev.data, "evaluation")
+    torch_dtype(args.dtype)
+    check_device(args.device)
+    model_config = load_model_config(args.model, trust_remote_code=args.trust_remote_code)
+    limit = context_length(model_config)
+    if limit is not None and ev.seqlen > limit:
+        raise ConfigError(f"seqlen {ev.seqlen} is longer than the model's context ({limit} tokens)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, evaluate, print and optionally write JSON."""
+    from llm_surgeon.data import perplexity
+    from llm_surgeon.data.text import load_text
+    from llm_surgeon.data.windows import eval_windows
+    from llm_surgeon.model.loading import load_model
+    from llm_surgeon.util.io import write_json
+    from llm_surgeon.util.resources import library_versions, peak_rss_mb
+
+    ev = _eval_config(args)
+    _validate(args, ev)
+    if args.no_progress:
+        disable_library_progress_bars()
+    start = time.perf_counter()
+    _, data_info = load_text(ev.data)
+    model, tokenizer = load_model(
+        args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
+    )
+    windows = eval_windows(tokenizer, ev)
+    eval_start = time.perf_counter()
+    ppl = perplexity(model, windows, batch_size=ev.batch_size, progress=not args.no_progress)
+    end = time.perf_counter()
+    result = {
+        "model": args.model,
+        "dataset": data_info["dataset"],
+        "split": data_info["split_used"],
+        "source": data_info["source"],
+        "seqlen": ev.seqlen,
+        "windows": int(windows.shape[0]),
+        "tokens": int(windows.numel()),
+        "perplexity": ppl,
+        "dtype": args.dtype,
+        "device": args.device,
+        "seconds_eval": end - eval_start,
+        "seconds_total": end - start,
+        "peak_rss_mb": peak_rss_mb(),
+        "versions": library_versions(),
+    }
+    print(
+        f"perplexity {ppl:.4f}  ({result['windows']} windows x {ev.seqlen} tokens, "
+        f"{result['dataset']} {result['split']}, {result['seconds_eval']:.1f} s)"
+    )
+    if args.json:
+        write_json(args.json, result)
+        logger.info("wrote %s", args.json)
+    return 0

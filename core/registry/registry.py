@@ -1,0 +1,249 @@
+"""Plugin discovery and the registry of named curvatures, structures, methods and adapters.
+
+Plugins are modules exposed under the ``llm_surgeon`` entry-point group. The built-ins
+of this package are declared there too, so they load exactly like third-party ones.
+Each plugin's hook implementations are called one at a time so that every registered
+item records the plugin and distribution that provided it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata as md
+import os
+import threading
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+import attrs
+import pluggy
+
+from llm_surgeon.errors import ConfigError, PluginError, validation_message
+from llm_surgeon.registry import hookspecs
+
+ENTRY_POINT_GROUP = "llm_surgeon"
+#: Comma-separated distribution names; when set, only their plugins are loaded.
+LOAD_PLUGINS_ENV = "LLM_SURGEON_LOAD_PLUGINS"
+
+
+class Kind(str, Enum):
+    """The four kinds of plugin."""
+
+    CURVATURE = "curvature"
+    STRUCTURE = "structure"
+    METHOD = "method"
+    ARCHITECTURE = "architecture"
+
+
+_HOOK_OF_KIND = {
+    Kind.CURVATURE: "register_curvatures",
+    Kind.STRUCTURE: "register_structures",
+    Kind.METHOD: "register_methods",
+    Kind.ARCHITECTURE: "register_architectures",
+}
+
+
+@attrs.frozen
+class PluginRecord:
+    """One registered item and where it came from."""
+
+    kind: Kind
+    name: str
+    factory: Callable[..., Any] = attrs.field(eq=False, repr=False)
+    config_cls: type | None = attrs.field(eq=False, repr=False)
+    description: str
+    plugin: str
+    distribution: str
+    version: str
+
+    def default_config(self) -> Any:
+        """The plugin's config with all defaults, or ``None`` if it takes none."""
+        return None if self.config_cls is None else self.config_cls()
+
+    def make_config(self, **options: Any) -> Any:
+        """Build the plugin's config from keyword options, validating names and values."""
+        if self.config_cls is None:
+            if options:
+                raise ConfigError(f"{self.kind.value} {self.name!r} takes no options, got {sorted(options)}")
+            return None
+        fields = {f.name for f in attrs.fields(self.config_cls)}
+        unknown = sorted(set(options) - fields)
+        if unknown:
+            raise ConfigError(
+                f"unknown option(s) {unknown} for {self.kind.value} {self.name!r}; "
+                f"valid: {sorted(fields)}"
+            )
+        try:
+            return self.config_cls(**options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(
+                f"bad option for {self.kind.value} {self.name!r}: {validation_message(exc)}"
+            ) from exc
+
+    def create(self, config: Any = None) -> Any:
+        """Build a fresh instance; ``config=None`` means the defaults."""
+        if config is None:
+            config = self.default_config()
+        return self.factory(config) if self.config_cls is not None else self.factory()
+
+    def to_json(self) -> dict[str, str]:
+        """A JSON-friendly summary (used by ``llm-surgeon plugins --json``)."""
+        return {
+            "kind": self.kind.value,
+            "name": self.name,
+            "description": self.description,
+            "plugin": self.plugin,
+            "distribution": self.distribution,
+            "version": self.version,
+        }
+
+
+class Registry:
+    """Named items of every kind, filled from plugins."""
+
+    def __init__(self) -> None:
+        self._items: dict[Kind, dict[str, PluginRecord]] = {k: {} for k in Kind}
+        self.plugin_manager = pluggy.PluginManager("llm_surgeon")
+        self.plugin_manager.add_hookspecs(hookspecs)
+        self._provenance: dict[str, tuple[str, str]] = {}
+
+    # -- loading --------------------------------------------------------------
+    def load_entry_points(self) -> None:
+        """Import every plugin module of the ``llm_surgeon`` entry-point group."""
+        allowed = os.environ.get(LOAD_PLUGINS_ENV)
+        allow = {a.strip() for a in allowed.split(",") if a.strip()} if allowed else None
+        for dist in md.distributions():
+            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
+            if not eps:
+                continue
+            dist_name = dist.metadata["Name"] or "?"
+            if allow is not None and dist_name not in allow and dist_name != "llm-surgeon":
+                continue
+            for ep in eps:
+                if self.plugin_manager.has_plugin(ep.name) and self._provenance.get(ep.name, ("",))[0] == dist_name:
+                    continue  # the same distribution seen twice on sys.path
+                try:
+                    module = ep.load()
+                except Exception as exc:
+                    raise PluginError(
+                        f"plugin {ep.name!r} ({ep.value}) from distribution {dist_name} "
+                        f"{dist.version} failed to import: {exc!r}"
+                    ) from exc
+                self.add_plugin(module, ep.name, dist_name, dist.version)
+
+    def add_plugin(self, plugin: object, name: str, distribution: str = "<local>", version: str = "") -> None:
+        """Register one plugin object (a module or an instance with hook implementations)."""
+        if self.plugin_manager.has_plugin(name):
+            other = self._provenance.get(name, ("?", ""))
+            raise PluginError(
+                f"two plugins are named {name!r}: from {other[0]} and from {distribution}"
+            )
+        try:
+            self.plugin_manager.register(plugin, name=name)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(
+                f"plugin {name!r} from distribution {distribution} has an invalid hook "
+                f"implementation: {exc}"
+            ) from exc
+        self._provenance[name] = (distribution, version)
+        try:
+            self.plugin_manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.plugin_manager.unregister(name=name)
+            self._provenance.pop(name, None)
+            raise PluginError(
+                f"plugin {name!r} from distribution {distribution} implements an unknown hook "
+                f"(known: {', '.join(_HOOK_OF_KIND.values())}): {exc}"
+            ) from exc
+        for kind, hook_name in _HOOK_OF_KIND.items():
+            hook = getattr(self.plugin_manager.hook, hook_name)
+            for impl in hook.get_hookimpls():
+                if impl.plugin_name != name:
+                    continue
+                register = self._register_fn(kind, name, distribution, version)
+                try:
+                    impl.function(register=register)
+                except PluginError:
+                    self.remove_plugin(name)
+                    raise
+                except Exception as exc:
+                    self.remove_plugin(name)
+                    raise PluginError(
+                        f"plugin {name!r} from distribution {distribution} raised while "
+                        f"registering {kind.value}s: {exc!r}"
+                    ) from exc
+
+    def remove_plugin(self, name: str) -> None:
+        """Unregister a plugin and everything it registered (used by tests)."""
+        self.plugin_manager.unregister(name=name)
+        self._provenance.pop(name, None)
+        for items in self._items.values():
+            for key in [k for k, r in items.items() if r.plugin == name]:
+                del items[key]
+
+    def _register_fn(self, kind: Kind, plugin: str, distribution: str, version: str):
+        def register(name: str, factory: Callable[..., Any], config: type | None = None,
+                     description: str = "") -> None:
+            if not isinstance(name, str) or not name:
+                raise PluginError(f"plugin {plugin!r} registered a {kind.value} without a name")
+            existing = self._items[kind].get(name)
+            if existing is not None:
+                raise PluginError(
+                    f"{kind.value} {name!r} is registered twice: by plugin {existing.plugin!r} "
+                    f"({existing.distribution}) and by plugin {plugin!r} ({distribution})"
+                )
+            if config is not None and not attrs.has(config):
+                raise PluginError(f"{kind.value} {name!r} from {plugin!r}: config must be an attrs class")
+            self._items[kind][name] = PluginRecord(
+                kind=kind, name=name, factory=factory, config_cls=config,
+                description=(description or (factory.__doc__ or "")).strip().splitlines()[0]
+                if (description or factory.__doc__) else "",
+                plugin=plugin, distribution=distribution, version=version,
+            )
+
+        return register
+
+    # -- lookup ---------------------------------------------------------------
+    def names(self, kind: Kind) -> list[str]:
+        """Registered names of one kind, sorted."""
+        return sorted(self._items[Kind(kind)])
+
+    def get(self, kind: Kind | str, name: str) -> PluginRecord:
+        """The record of ``name``; a :class:`ConfigError` with a did-you-mean if unknown."""
+        kind = Kind(kind)
+        try:
+            return self._items[kind][name]
+        except KeyError:
+            names = self.names(kind)
+            close = difflib.get_close_matches(name, names, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(
+                f"unknown {kind.value} {name!r}{hint} (available: {', '.join(names) or 'none'})"
+            ) from None
+
+    def records(self) -> list[PluginRecord]:
+        """Every registered item, by kind then name."""
+        return [r for k in Kind for _, r in sorted(self._items[k].items())]
+
+
+_registry: Registry | None = None
+_lock = threading.Lock()
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loading the entry points on first use."""
+    global _registry
+    with _lock:
+        if _registry is None:
+            registry = Registry()
+            registry.load_entry_points()
+            _registry = registry
+        return _registry
+
+
+def reset_registry() -> None:
+    """Forget the loaded registry so the next :func:`get_registry` reloads (tests)."""
+    global _registry
+    with _lock:
+        _registry = None

@@ -1,0 +1,121 @@
+"""The configuration of one pruning run: a frozen, validated attrs class.
+
+A recipe file, the CLI and the Python API all produce the same :class:`RunConfig`, and
+invalid values fail before any model is loaded (:func:`llm_surgeon.run.validate.validate_run`).
+Conversion to and from plain data (``run_config.json``, recipes) is done by cattrs, which
+refuses unknown keys and names the path of every bad value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import cattrs
+from attrs import validators as v
+from cattrs.v import format_exception
+
+from llm_surgeon.data.config import CalibrationConfig, DataConfig, EvalConfig
+from llm_surgeon.errors import ConfigError, validation_message
+from llm_surgeon.methods.lora.settings import LoraSettings
+from llm_surgeon.pruning.nm import check_nm
+from llm_surgeon.util.validators import fraction
+
+__all__ = ["CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig"]
+
+
+@attrs.frozen
+class RunConfig:
+    """One pruning run.
+
+    Attributes:
+        model: a local folder, a GGUF file, a hub id, or an alias (``smollm2-135m``).
+        method: registered method name.
+        curvature: registered curvature name; ``None`` uses the method's default.
+        structure: ``row-col``, ``element``, ``N:M`` (e.g. ``2:4``) or another registered one.
+        target_size: fraction of prunable weights kept at the end, in (0, 1].
+        shots: number of shots.
+        schedule: ``linear`` (target sizes interpolated from dense to final).
+        method_options, curvature_options, structure_options: plugin options.
+        damping_g, damping_a: relative damping of the output factor ``G`` and of the
+            input factor ``A``; ``None`` uses the structure's default (README, "Damping").
+        update: ``full`` or ``none`` (``None``: the method's default).
+        device: ``cpu``, ``cuda``, ``cuda:1``...
+        dtype: model dtype during pruning (``float32``, ``bfloat16``...).
+        curvature_device: where curvature statistics and factors live (``None``: with the
+            model); an estimator's own ``device`` option takes precedence.
+        out: output folder; ``None`` writes nothing.
+        save_model: whether to save the pruned model in ``out``.
+        trust_remote_code: passed to transformers when loading.
+    """
+
+    model: str
+    method: str = "surgeon"
+    curvature: str | None = None
+    structure: str = "row-col"
+    target_size: float = attrs.field(default=0.8, validator=fraction)
+    shots: int = attrs.field(default=5, validator=v.ge(1))
+    schedule: str = "linear"
+    method_options: dict[str, Any] = attrs.field(factory=dict)
+    curvature_options: dict[str, Any] = attrs.field(factory=dict)
+    structure_options: dict[str, Any] = attrs.field(factory=dict)
+    damping_g: float | None = attrs.field(default=None, validator=v.optional(v.ge(0.0)))
+    damping_a: float | None = attrs.field(default=None, validator=v.optional(v.ge(0.0)))
+    update: str | None = attrs.field(default=None, validator=v.optional(v.in_(["full", "none"])))
+    calibration: CalibrationConfig = attrs.field(factory=CalibrationConfig)
+    evaluation: EvalConfig = attrs.field(factory=EvalConfig)
+    lora: LoraSettings = attrs.field(factory=LoraSettings)
+    device: str = "cpu"
+    dtype: str = "float32"
+    curvature_device: str | None = None
+    out: str | None = None
+    save_model: bool = True
+    trust_remote_code: bool = False
+    seed: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        check_nm(self.structure)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data form (for ``run_config.json`` / recipes)."""
+        return _CONVERTER.unstructure(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        """Inverse of :meth:`to_dict`; unknown keys and bad values are a :class:`ConfigError`."""
+        return structure_config(data, cls)
+
+
+_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
+
+
+def unstructure(obj: Any) -> Any:
+    """Plain data (dicts, lists, enum values) of an attrs object; other values as they are."""
+    return _CONVERTER.unstructure(obj)
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if type_ is None and isinstance(exc, ValueError):  # an attrs validator or post-init check
+        return validation_message(exc)
+    return format_exception(exc, type_)
+
+
+def structure_config(data: Any, cls: type) -> Any:
+    """An attrs config of type ``cls`` from plain data.
+
+    Raises:
+        ConfigError: naming every unknown key, missing field and bad value with its path
+            (e.g. ``lora.rank must be >= 1, got 0 @ $.lora``).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"invalid run configuration: expected a mapping, got {type(data).__name__}")
+    try:
+        return _CONVERTER.structure(data, cls)
+    except ConfigError:
+        raise
+    except (cattrs.BaseValidationError, TypeError, ValueError) as exc:
+        if isinstance(exc, cattrs.BaseValidationError):
+            problems = "; ".join(cattrs.transform_error(exc, format_exception=_format))
+        else:
+            problems = validation_message(exc)
+        raise ConfigError(f"invalid run configuration: {problems}") from None

@@ -1,0 +1,78 @@
+"""A small on-disk cache of dense perplexities, so repeated runs skip the "before" evaluation.
+
+The key covers the model file (path, size, modification time), dtype, device type and
+the exact evaluation windows. Set ``LLM_SURGEON_CACHE=off`` to disable, or to a folder
+to move it (default ``~/.cache/llm-surgeon``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from torch import Tensor
+
+from llm_surgeon.errors import ConfigError
+from llm_surgeon.model.loading import ModelSource, resolve_model_path
+from llm_surgeon.run.config import RunConfig
+
+
+def _folder() -> Path | None:
+    setting = os.environ.get("LLM_SURGEON_CACHE", "")
+    if setting.lower() in {"off", "0", "false", "no"}:
+        return None
+    return Path(setting) if setting else Path.home() / ".cache" / "llm-surgeon"
+
+
+def model_files(source: ModelSource) -> list[Path]:
+    """The files whose contents determine a local model's outputs.
+
+    A GGUF model is its one file (not its folder, which may hold several); a Hugging Face
+    folder is its config and weight files.
+    """
+    folder = Path(source.path)
+    if source.gguf_file:
+        return [folder / source.gguf_file]
+    return sorted([folder / "config.json", *folder.glob("*.safetensors")])
+
+
+def key(config: RunConfig, windows: Tensor) -> str | None:
+    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder."""
+    try:
+        source = resolve_model_path(config.model)
+        if source.kind == "hub":
+            return None
+        files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in model_files(source)]
+    except (OSError, ConfigError):
+        return None
+    h = hashlib.sha256()
+    h.update(json.dumps([files, config.dtype, config.device.split(":")[0]]).encode())
+    h.update(windows.cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def get(cache_key: str | None) -> float | None:
+    """The cached perplexity for ``cache_key``, if any."""
+    folder = _folder()
+    if cache_key is None or folder is None:
+        return None
+    try:
+        return float(json.loads((folder / f"ppl-{cache_key}.json").read_text())["ppl"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def put(cache_key: str | None, ppl: float) -> None:
+    """Remember ``ppl`` under ``cache_key`` (best effort)."""
+    folder = _folder()
+    if cache_key is None or folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".ppl-{cache_key}.tmp"
+        tmp.write_text(json.dumps({"ppl": ppl}))
+        tmp.replace(folder / f"ppl-{cache_key}.json")
+    except OSError:
+        pass

@@ -1,0 +1,214 @@
+"""Checking a run configuration before any weights are loaded.
+
+:func:`validate_run` resolves the plugin names of a :class:`~llm_surgeon.run.config.RunConfig`
+against the registry, builds each plugin's validated config from the user's options,
+and checks everything that can be checked cheaply: N:M structures, structures the
+method supports, the schedule, dtype and device, data paths, the output folder, and
+sequence lengths against the model's context (read from its config only). The
+output folder is checked by the caller (it depends on ``overwrite``, not on the run). Every
+problem is raised as one :class:`~llm_surgeon.errors.ConfigError` (CLI exit code 2).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from llm_surgeon.data.config import DataConfig
+from llm_surgeon.errors import ConfigError
+from llm_surgeon.pruning.nm import structure_request
+from llm_surgeon.run.config import RunConfig
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
+
+    from llm_surgeon.registry.registry import PluginRecord, Registry
+
+logger = logging.getLogger(__name__)
+
+@attrs.frozen
+class ResolvedRun:
+    """A run's plugins, resolved and configured.
+
+    Attributes:
+        config: the run configuration that was checked.
+        method, method_config: the method's record and its built config (or ``None``).
+        curvature, curvature_config: the curvature estimator's record and config;
+            both ``None`` when the method needs no curvature.
+        structure, structure_config: the structure handler's record and config.
+        model_config: the model's transformers config (``None`` if not checked).
+    """
+
+    config: RunConfig
+    method: PluginRecord
+    method_config: Any
+    curvature: PluginRecord | None
+    curvature_config: Any
+    structure: PluginRecord
+    structure_config: Any
+    model_config: PretrainedConfig | None = attrs.field(default=None, eq=False, repr=False)
+
+    def create_method(self) -> Any:
+        """A fresh method instance."""
+        return self.method.create(self.method_config)
+
+    def create_curvature(self) -> Any:
+        """A fresh curvature estimator, or ``None``."""
+        return None if self.curvature is None else self.curvature.create(self.curvature_config)
+
+    def create_structure(self) -> Any:
+        """A fresh structure handler."""
+        return self.structure.create(self.structure_config)
+
+
+def method_attribute(record: PluginRecord, config: Any, name: str, default: Any = None) -> Any:
+    """A class attribute of a registered method (``structures``, ``default_curvature``...).
+
+    Read from the factory when it is a class; otherwise from a throw-away instance.
+    """
+    factory = record.factory
+    if isinstance(factory, type):
+        return getattr(factory, name, default)
+    return getattr(record.create(config), name, default)
+
+
+def _check_method_structure(method: PluginRecord, supported: Any, structure: str, given: str) -> None:
+    if supported is None:
+        return
+    supported = tuple(supported)
+    if structure in supported or given in supported:
+        return
+    raise ConfigError(
+        f"method {method.name!r} does not support structure {given!r} "
+        f"(supported: {', '.join(supported)})"
+    )
+
+
+def _with_curvature_device(record: PluginRecord, options: Any, device: str | None) -> Any:
+    """The estimator's options with the run's ``curvature_device`` where it sets none."""
+    if device is None:
+        return options
+    if options is None or "device" not in attrs.fields_dict(type(options)):
+        logger.warning("curvature %r has no device option; curvature_device=%s does not apply",
+                       record.name, device)
+        return options
+    return options if options.device is not None else attrs.evolve(options, device=device)
+
+
+def check_data(data: DataConfig, what: str) -> None:
+    """Check a dataset name, split name and local path (no file is read)."""
+    from llm_surgeon.data.text import dataset_name, split_name
+
+    dataset_name(data.dataset)
+    split_name(data.split)
+    if data.data_dir is not None and not Path(data.data_dir).expanduser().exists():
+        raise ConfigError(f"{what} data path {data.data_dir!r} does not exist")
+
+
+def check_device(device: str) -> None:
+    """Check that ``device`` parses and exists."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise ConfigError(f"invalid device {device!r}: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {device!r} requested but CUDA is not available")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
+
+
+def _check_model(config: RunConfig, registry: Registry) -> PretrainedConfig:
+    from llm_surgeon.model.loading import context_length, load_model_config
+    from llm_surgeon.registry.registry import Kind
+
+    model_config = load_model_config(config.model, trust_remote_code=config.trust_remote_code)
+    model_type = getattr(model_config, "model_type", None)
+    adapters = registry.names(Kind.ARCHITECTURE)
+    if model_type not in adapters:
+        raise ConfigError(
+            f"no architecture adapter for model_type {model_type!r} (supported: {', '.join(adapters)}). "
+            "Add one by subclassing llm_surgeon.model.ArchitectureAdapter and registering it "
+            "from a plugin's register_architectures hook (see README, 'Writing a plugin')."
+        )
+    limit = context_length(model_config)
+    if limit is not None:
+        for what, seqlen in (("calibration", config.calibration.seqlen), ("evaluation", config.evaluation.seqlen)):
+            if seqlen > limit:
+                raise ConfigError(
+                    f"{what} seqlen {seqlen} is longer than the model's context ({limit} tokens)"
+                )
+    return model_config
+
+
+def validate_run(
+    config: RunConfig,
+    registry: Registry | None = None,
+    *,
+    check_model: bool = True,
+) -> ResolvedRun:
+    """Check a run configuration without loading any weights.
+
+    Args:
+        config: the run.
+        registry: the plugin registry (default: the process-wide one).
+        check_model: also read the model's config (not its weights) to check the
+            architecture and the sequence lengths against its context.
+
+    Returns:
+        The :class:`ResolvedRun` with every plugin record and built config.
+
+    Raises:
+        ConfigError: the first problem found, as one clear message.
+    """
+    from llm_surgeon.pruning.schedule import get_schedule
+    from llm_surgeon.registry.registry import Kind, get_registry
+    from llm_surgeon.util.torch_util import torch_dtype
+
+    registry = registry if registry is not None else get_registry()
+    method = registry.get(Kind.METHOD, config.method)
+    method_config = method.make_config(**config.method_options)
+
+    structure_name, structure_options = structure_request(config.structure, config.structure_options)
+    structure = registry.get(Kind.STRUCTURE, structure_name)
+    supported = method_attribute(method, method_config, "structures")
+    _check_method_structure(method, supported, structure_name, config.structure)
+    structure_config = structure.make_config(**structure_options)
+
+    curvature_name = config.curvature or method_attribute(method, method_config, "default_curvature")
+    if curvature_name is None:
+        if config.curvature_options:
+            raise ConfigError(
+                f"method {method.name!r} uses no curvature estimator; "
+                f"curvature options {sorted(config.curvature_options)} do not apply"
+            )
+        curvature, curvature_config = None, None
+    else:
+        curvature = registry.get(Kind.CURVATURE, curvature_name)
+        curvature_config = curvature.make_config(**config.curvature_options)
+        curvature_config = _with_curvature_device(curvature, curvature_config, config.curvature_device)
+
+    get_schedule(config.schedule)
+    torch_dtype(config.dtype)
+    check_device(config.device)
+    if config.curvature_device is not None:
+        check_device(config.curvature_device)
+    check_data(config.calibration.data, "calibration")
+    if config.evaluation.enabled:
+        check_data(config.evaluation.data, "evaluation")
+
+    model_config = _check_model(config, registry) if check_model else None
+    return ResolvedRun(
+        config=config,
+        method=method,
+        method_config=method_config,
+        curvature=curvature,
+        curvature_config=curvature_config,
+        structure=structure,
+        structure_config=structure_config,
+        model_config=model_config,
+    )

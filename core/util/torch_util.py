@@ -1,0 +1,42 @@
+"""The one table of dtype names and the one "where does this model live" helper."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from llm_surgeon.errors import ConfigError
+from llm_surgeon.util.validators import one_of
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+#: dtype names users may give for model weights.
+MODEL_DTYPES = ("float32", "float64", "float16", "bfloat16")
+#: dtype names users may give for accumulated statistics (curvature, Hessians).
+STATISTICS_DTYPES = ("float32", "float64")
+#: attrs validator of a statistics dtype name.
+statistics_dtype = one_of(*STATISTICS_DTYPES)
+
+
+def torch_dtype(name: str, allowed: tuple[str, ...] = MODEL_DTYPES) -> torch.dtype:
+    """The :class:`torch.dtype` called ``name`` (``float32``, ``bfloat16``...).
+
+    Raises:
+        ConfigError: ``name`` is not one of ``allowed``.
+    """
+    import torch
+
+    if name not in allowed:
+        raise ConfigError(f"unknown dtype {name!r} (valid: {', '.join(allowed)})")
+    return getattr(torch, name)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Device of ``model``'s first parameter (the CPU for a model without parameters)."""
+    import torch
+
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
