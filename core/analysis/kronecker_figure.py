@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from llm_surgeon.curvature.passes import ModuleTokens, PassOptions, TokenObserver, run_pass
+from llm_surgeon.curvature.passes import PassOptions, TokenObserver, run_pass
+from llm_surgeon.curvature.tokens import ModuleTokens
 
 
 class _TokenRows(TokenObserver):

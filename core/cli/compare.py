@@ -15,23 +15,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-import multiprocessing
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-from llm_surgeon.cli.options import add_data_arguments, parse_options
+from llm_surgeon.cli.options import add_data_arguments, comma_list, parse_options
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.pruning.nm import parse_nm
+from llm_surgeon.run.comparison import render_markdown, summarize, write_comparison
 from llm_surgeon.run.config import RunConfig
+from llm_surgeon.run.isolated import run_isolated
 
 logger = logging.getLogger(__name__)
-
-
-def _comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -44,11 +39,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(perplexity, achieved size, pruning seconds, peak memory) to --out.",
     )
     p.add_argument("model", metavar="MODEL", help="alias (smollm2-135m), local folder, .gguf file or hub id")
-    p.add_argument("--methods", type=_comma_list, required=True,
+    p.add_argument("--methods", type=comma_list, required=True,
                    help="comma-separated methods, e.g. sparsegpt,wanda,surgeon,magnitude")
-    p.add_argument("--structures", type=_comma_list, default=["element"],
+    p.add_argument("--structures", type=comma_list, default=["element"],
                    help="comma-separated structures, e.g. element,2:4,row-col (default: element)")
-    p.add_argument("--target-sizes", type=lambda t: [float(x) for x in _comma_list(t)], default=[0.5],
+    p.add_argument("--target-sizes", type=lambda t: [float(x) for x in comma_list(t)], default=[0.5],
                    help="comma-separated fractions kept (default: 0.5); N:M structures use 1 - N/M")
     p.add_argument("--shots", default=None, metavar="N|METHOD=N,...",
                    help="shots for every method, or per method (default: the method's own "
@@ -85,7 +80,7 @@ def _shots(spec: str | None, methods: list[str]) -> dict[str, int | None]:
     try:
         if "=" not in spec:
             return dict.fromkeys(methods, int(spec))
-        for item in _comma_list(spec):
+        for item in comma_list(spec):
             name, _, value = item.partition("=")
             if name.strip() not in shots:
                 raise ConfigError(f"--shots names method {name.strip()!r}, which is not in --methods")
@@ -185,116 +180,6 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     return entries
 
 
-def summarize(report: dict[str, Any]) -> dict[str, Any]:
-    """The compare row of one run report."""
-    prune_seconds = 0.0
-    for shot in report.get("shot_log") or []:
-        seconds = shot.get("seconds", {})
-        prune_seconds += seconds.get("total", 0.0) - seconds.get("eval", 0.0)
-    return {
-        "status": "ok",
-        "shots": report.get("shots"),
-        "ppl_before": report.get("ppl_before"),
-        "ppl": report.get("ppl_after"),
-        "achieved_size": report.get("achieved_size"),
-        "prune_seconds": prune_seconds,
-        "peak_rss_mb": report.get("peak_rss_mb"),
-        "seconds_total": report.get("seconds_total"),
-    }
-
-
-def _execute(config: RunConfig, progress: bool) -> dict[str, Any]:
-    """Run one combination in this process; the runner's report plus GPU peak memory."""
-    import torch
-
-    from llm_surgeon.run.runner import prune
-
-    cuda = torch.device(config.device).type == "cuda"
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    report = prune(config, progress=progress, overwrite=True)
-    if cuda:
-        report["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    return report
-
-
-def _child(config_dict: dict[str, Any], result_path: str, progress: bool, log_level: int) -> None:
-    """Entry point of a run's process: write ``{"report": ...}`` or ``{"error": ...}``."""
-    from llm_surgeon.util.io import write_json
-
-    logging.basicConfig(level=log_level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        result = {"report": _execute(RunConfig.from_dict(config_dict), progress)}
-    except Exception as exc:  # reported in the table; the comparison goes on
-        logging.getLogger(__name__).exception("run failed")
-        result = {"error": f"{type(exc).__name__}: {exc}"}
-    write_json(result_path, result)
-
-
-def _run_one(config: RunConfig, *, in_process: bool, progress: bool, scratch: Path) -> dict[str, Any]:
-    """Report of one combination (``{"error": ...}`` if it failed)."""
-    if in_process:
-        try:
-            return {"report": _execute(config, progress)}
-        except Exception as exc:
-            logger.exception("run %s/%s failed", config.method, config.structure)
-            return {"error": f"{type(exc).__name__}: {exc}"}
-    import json
-
-    result_path = scratch / f"result-{os.getpid()}-{time.monotonic_ns()}.json"
-    ctx = multiprocessing.get_context("spawn")
-    proc = ctx.Process(target=_child, args=(config.to_dict(), str(result_path), progress,
-                                            logging.getLogger("llm_surgeon").getEffectiveLevel()))
-    proc.start()
-    proc.join()
-    try:
-        return json.loads(result_path.read_text())
-    except (OSError, ValueError):
-        return {"error": f"run process exited with code {proc.exitcode} and no result"}
-    finally:
-        result_path.unlink(missing_ok=True)
-
-
-def _fmt(value: Any, spec: str) -> str:
-    return "–" if value is None else format(value, spec)
-
-
-def render_markdown(result: dict[str, Any]) -> str:
-    """``compare.md``: the settings and one table row per combination."""
-    s = result["settings"]
-    lines = [
-        f"# Comparison on `{result['model']}`",
-        "",
-        f"Calibration: {s['calibration']['nsamples']} × {s['calibration']['seqlen']} tokens "
-        f"({s['calibration']['data']['split']}, seed {s['calibration']['seed']}); "
-        f"evaluation: {s['evaluation']['windows'] or 'all'} windows of {s['evaluation']['seqlen']} "
-        f"({s['evaluation']['data']['split']}); device {s['device']}, {s['dtype']}.",
-        "",
-        f"Dense perplexity: {_fmt(result.get('dense_ppl'), '.3f')}",
-        "",
-        "| method | structure | target size | shots | achieved size | perplexity | pruning s | peak RSS MiB | status |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
-    ]
-    for r in result["runs"]:
-        status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')}"
-        lines.append(
-            f"| {r['method']} | {r['structure']} | {r['target_size']:.4g} | {r.get('shots') or '–'} | "
-            f"{_fmt(r.get('achieved_size'), '.4f')} | {_fmt(r.get('ppl'), '.3f')} | "
-            f"{_fmt(r.get('prune_seconds'), '.1f')} | {_fmt(r.get('peak_rss_mb'), '.0f')} | "
-            f"{status.replace('|', '/')} |"
-        )
-    return "\n".join(lines) + "\n"
-
-
-def _write(out: Path, result: dict[str, Any]) -> None:
-    from llm_surgeon.util.io import write_json
-
-    write_json(out / "compare.json", result)
-    tmp = out / ".compare.md.tmp"
-    tmp.write_text(render_markdown(result), encoding="utf-8")
-    tmp.replace(out / "compare.md")
-
-
 def compare(args: argparse.Namespace) -> dict[str, Any]:
     """Run the matrix described by ``args`` and return the ``compare.json`` content."""
     from llm_surgeon.util.io import check_output_folder
@@ -326,7 +211,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         else:
             config = entry["config"]
             logger.info("running %s / %s / %.4g", row["method"], row["structure"], row["target_size"])
-            outcome = _run_one(config, in_process=args.in_process, progress=not args.no_progress,
+            outcome = run_isolated(config, in_process=args.in_process, progress=not args.no_progress,
                                scratch=out)
             if "report" in outcome:
                 row.update(summarize(outcome["report"]), report=str(Path(config.out) / "report.json"))
@@ -337,7 +222,7 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 row.update(status="failed", shots=config.shots, error=outcome["error"])
         result["runs"].append(row)
-        _write(out, result)
+        write_comparison(out, result)
     return result
 
 

@@ -21,6 +21,11 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def comma_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (an argparse ``type``)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def parse_value(text: str) -> Any:
     """A command-line option value: YAML scalar rules (``3``, ``0.5``, ``true``, ``[1, 2]``, text)."""
     import yaml

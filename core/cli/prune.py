@@ -14,7 +14,12 @@ from typing import Any
 
 import attrs
 
-from llm_surgeon.cli.options import add_data_arguments, disable_library_progress_bars, parse_options
+from llm_surgeon.cli.options import (
+    add_data_arguments,
+    comma_list,
+    disable_library_progress_bars,
+    parse_options,
+)
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.run.config import RunConfig
@@ -33,10 +38,6 @@ def _lora_fields() -> list[attrs.Attribute]:
     return [f for f in attrs.fields(LoraSettings) if f.name != "enabled"]
 
 
-def _comma_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 def _add_lora_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("LoRA (first-order corrections after each shot)")
     group.add_argument("--lora", dest="lora_enabled", action="store_true", default=None,
@@ -49,13 +50,13 @@ def _add_lora_arguments(parser: argparse.ArgumentParser) -> None:
         elif isinstance(default, (int, float)):
             kind = type(default)
         else:
-            kind = _comma_list
+            kind = comma_list
         doc = f"LoRA {field.name} (default: {default})"
         if kind is None:
             group.add_argument(f"--{flag}", dest=f"lora_{field.name}", action="store_true", default=None, help=doc)
         else:
             group.add_argument(f"--{flag}", dest=f"lora_{field.name}", type=kind, default=None,
-                               metavar="VALUE", help=doc + (" (comma-separated)" if kind is _comma_list else ""))
+                               metavar="VALUE", help=doc + (" (comma-separated)" if kind is comma_list else ""))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

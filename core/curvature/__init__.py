@@ -20,15 +20,8 @@ from llm_surgeon.curvature.estimator import (
     statistics_device,
 )
 from llm_surgeon.curvature.options import FisherType, GradientConfig, StatisticsConfig
-from llm_surgeon.curvature.passes import (
-    ModuleTokens,
-    PassOptions,
-    PassStats,
-    TokenObserver,
-    run_pass,
-    token_grads,
-    token_inputs,
-)
+from llm_surgeon.curvature.passes import PassOptions, PassStats, TokenObserver, frozen, run_pass
+from llm_surgeon.curvature.tokens import ModuleTokens, token_grads, token_inputs
 from llm_surgeon.curvature.types import (
     Curvature,
     DenseCurvature,
@@ -59,6 +52,7 @@ __all__ = [
     "StatisticsConfig",
     "TokenObserver",
     "check_finite",
+    "frozen",
     "layer_dims",
     "model_device",
     "moment_means",

@@ -19,13 +19,8 @@ import torch
 from torch import Tensor, nn
 
 from llm_surgeon.curvature.options import GradientConfig, StatisticsConfig, accumulation_dtype
-from llm_surgeon.curvature.passes import (
-    ModuleTokens,
-    PassOptions,
-    PassStats,
-    TokenObserver,
-    run_pass,
-)
+from llm_surgeon.curvature.passes import PassOptions, PassStats, TokenObserver, run_pass
+from llm_surgeon.curvature.tokens import ModuleTokens
 from llm_surgeon.curvature.types import Curvature
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.model.adapters import PrunableModule

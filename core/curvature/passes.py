@@ -27,9 +27,10 @@ scaled by ``1/sqrt(samples)`` so that sums of ``g``-quadratics average over samp
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 
 import attrs
@@ -38,89 +39,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llm_surgeon.curvature.options import FisherType
+from llm_surgeon.curvature.tokens import ModuleTokens, token_grads
 from llm_surgeon.data.loss import next_token_logits
 from llm_surgeon.model.adapters import PrunableModule
 from llm_surgeon.util.progress import progress_bar
 from llm_surgeon.util.torch_util import model_device
-
-
-class ModuleTokens:
-    """Per-token tensors of one module in one batch, built lazily.
-
-    Attributes:
-        index: position of the module in the ``modules`` list given to :func:`run_pass`.
-        g: ``(T, d_out)`` output gradients in the statistics dtype (``None`` in forward
-            callbacks), already scaled by ``1/sqrt(samples)``.
-    """
-
-    def __init__(
-        self,
-        index: int,
-        x: Tensor,
-        has_bias: bool,
-        dtype: torch.dtype,
-        batch_shape: tuple[int, int],
-        gram_cache: dict[tuple, Tensor] | None = None,
-        g: Tensor | None = None,
-    ) -> None:
-        self.index = index
-        self._x = x
-        self._has_bias = has_bias
-        self._dtype = dtype
-        self._batch_shape = batch_shape
-        self._gram_cache = gram_cache
-        self._a: Tensor | None = None
-        self.g = g
-
-    @property
-    def a(self) -> Tensor:
-        """``(T, d_in)`` inputs in the statistics dtype, bias column of ones last."""
-        if self._a is None:
-            self._a = token_inputs(self._x, self._has_bias, self._dtype, self._batch_shape)
-        return self._a
-
-    def gram(self) -> Tensor:
-        """``sum_n a_n a_n^T``: ``(d_in, d_in)``, shared by modules that read the same input."""
-        if self._gram_cache is None:
-            return self.a.T @ self.a
-        x = self._x
-        key = (x.data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x._version, self._has_bias)
-        out = self._gram_cache.get(key)
-        if out is None:
-            out = self.a.T @ self.a
-            self._gram_cache[key] = out
-        return out
-
-
-def token_inputs(x: Tensor, has_bias: bool, dtype: torch.dtype, batch_shape: tuple[int, int]) -> Tensor:
-    """Inputs of the tokens that predict a next token.
-
-    Args:
-        x: ``(B, S, d)`` layer input, or any shape with ``B * S`` rows of ``d`` (OPT
-            flattens tokens before its MLP).
-        has_bias: append a column of ones.
-        dtype: dtype of the result.
-        batch_shape: ``(B, S)`` of the token batch.
-
-    Returns:
-        ``(B * (S - 1), d + has_bias)``.
-    """
-    a = _positions(x, batch_shape).to(dtype)
-    if has_bias:
-        a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
-    return a
-
-
-def _positions(x: Tensor, batch_shape: tuple[int, int]) -> Tensor:
-    """Rows of positions ``0..S-2``: ``(B * (S - 1), d)`` from ``x`` with ``B * S`` rows."""
-    b, s = batch_shape
-    return x.reshape(b, s, x.shape[-1])[:, :-1].reshape(-1, x.shape[-1])
-
-
-def token_grads(grad: Tensor, dtype: torch.dtype, batch_shape: tuple[int, int], scale: float = 1.0) -> Tensor:
-    """Output gradients ``(B, S, d_out) -> (B * (S - 1), d_out)`` in ``dtype``, times ``scale``."""
-    g = _positions(grad, batch_shape).to(dtype)
-    return g if scale == 1.0 else g * scale
 
 
 class TokenObserver:
@@ -221,6 +144,22 @@ class _Pass:
         self.inputs.clear()
 
 
+@contextlib.contextmanager
+def frozen(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no parameter gradients inside; the model's own flags restored after."""
+    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
+    was_training = model.training
+    try:
+        model.eval()
+        for p, _ in requires_grad:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in requires_grad:
+            p.requires_grad_(flag)
+        model.train(was_training)
+
+
 def _labels(logits: Tensor, batch: Tensor, options: PassOptions,
             generator: torch.Generator | None) -> list[Tensor]:
     """Next-token labels ``(T,)`` for each backward pass of a batch."""
@@ -269,38 +208,30 @@ def run_pass(
     if gradients and options.fisher_type == FisherType.SAMPLED:
         generator = torch.Generator(device=device).manual_seed(options.seed)
 
-    requires_grad = [(p, p.requires_grad) for p in model.parameters()]
-    was_training = model.training
     handles = [pm.module.register_forward_hook(partial(state.forward_hook, i))
                for i, pm in enumerate(modules)]
+    if gradients:
+        handles.append(model.get_input_embeddings().register_forward_hook(state.embedding_hook))
     stats = PassStats()
     start = time.perf_counter()
     try:
-        model.eval()
-        for p, _ in requires_grad:
-            p.requires_grad_(False)
-        if gradients:
-            embeddings = model.get_input_embeddings()
-            handles.append(embeddings.register_forward_hook(state.embedding_hook))
-        for batch in progress_bar(batches, total=len(batches), desc=desc, enabled=progress):
-            if batch.ndim != 2 or batch.shape[1] < 2:
-                raise ValueError(f"calibration batches must be (batch, seqlen >= 2), got {tuple(batch.shape)}")
-            batch = batch.to(device)
-            state.batch_shape = (batch.shape[0], batch.shape[1])
-            if gradients:
-                _forward_backward(model, batch, state, options, generator)
-            else:
-                with torch.no_grad():
-                    model(input_ids=batch, use_cache=False)
-            state.end_batch()
-            stats.tokens += batch.shape[0] * (batch.shape[1] - 1)
-            stats.batches += 1
+        with frozen(model):
+            for batch in progress_bar(batches, total=len(batches), desc=desc, enabled=progress):
+                if batch.ndim != 2 or batch.shape[1] < 2:
+                    raise ValueError(f"calibration batches must be (batch, seqlen >= 2), got {tuple(batch.shape)}")
+                batch = batch.to(device)
+                state.batch_shape = (batch.shape[0], batch.shape[1])
+                if gradients:
+                    _forward_backward(model, batch, state, options, generator)
+                else:
+                    with torch.no_grad():
+                        model(input_ids=batch, use_cache=False)
+                state.end_batch()
+                stats.tokens += batch.shape[0] * (batch.shape[1] - 1)
+                stats.batches += 1
     finally:
         for handle in handles:
             handle.remove()
-        for p, flag in requires_grad:
-            p.requires_grad_(flag)
-        model.train(was_training)
         state.grams.clear()
         state.inputs.clear()
         state.leaves.clear()

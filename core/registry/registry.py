@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable
 from enum import Enum
+from importlib.metadata import EntryPoint
 from typing import Any
 
 import attrs
@@ -110,27 +111,48 @@ class Registry:
 
     # -- loading --------------------------------------------------------------
     def load_entry_points(self) -> None:
-        """Import every plugin module of the ``llm_surgeon`` entry-point group."""
+        """Load every plugin of the ``llm_surgeon`` entry-point group with pluggy.
+
+        pluggy imports each module and records its distribution
+        (``list_plugin_distinfo``); only the ones allowed by ``$LLM_SURGEON_LOAD_PLUGINS``
+        (and llm-surgeon's own) are loaded. Then each plugin's hooks are called one plugin
+        at a time, so every registered item knows its provider.
+        """
+        entry_points = _entry_points()
+        _check_unique_names(entry_points)
         allowed = os.environ.get(LOAD_PLUGINS_ENV)
-        allow = {a.strip() for a in allowed.split(",") if a.strip()} if allowed else None
-        for dist in md.distributions():
-            eps = [ep for ep in dist.entry_points if ep.group == ENTRY_POINT_GROUP]
-            if not eps:
+        if allowed:
+            allow = {a.strip() for a in allowed.split(",") if a.strip()} | {"llm-surgeon"}
+            for ep, dist in entry_points:
+                if dist not in allow:
+                    self.plugin_manager.set_blocked(ep.name)
+        try:
+            self.plugin_manager.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(f"plugin {exc.plugin!r} has an invalid hook implementation: {exc}") from exc
+        except Exception as exc:
+            raise self._import_error(entry_points, exc) from exc
+        loaded = [(self.plugin_manager.get_name(plugin), dist)
+                  for plugin, dist in self.plugin_manager.list_plugin_distinfo()]
+        loaded = [(name, dist) for name, dist in loaded if name is not None and name not in self._provenance]
+        for name, dist in loaded:
+            self._provenance[name] = (dist.project_name, dist.version)
+        self._check_pending()
+        for name, dist in loaded:
+            self._collect(name, dist.project_name, dist.version)
+
+    def _import_error(self, entry_points: list[tuple[EntryPoint, str]], exc: Exception) -> PluginError:
+        """The error naming the entry point whose import raised ``exc``."""
+        for ep, dist in entry_points:
+            if self.plugin_manager.has_plugin(ep.name) or self.plugin_manager.is_blocked(ep.name):
                 continue
-            dist_name = dist.metadata["Name"] or "?"
-            if allow is not None and dist_name not in allow and dist_name != "llm-surgeon":
-                continue
-            for ep in eps:
-                if self.plugin_manager.has_plugin(ep.name) and self._provenance.get(ep.name, ("",))[0] == dist_name:
-                    continue  # the same distribution seen twice on sys.path
-                try:
-                    module = ep.load()
-                except Exception as exc:
-                    raise PluginError(
-                        f"plugin {ep.name!r} ({ep.value}) from distribution {dist_name} "
-                        f"{dist.version} failed to import: {exc!r}"
-                    ) from exc
-                self.add_plugin(module, ep.name, dist_name, dist.version)
+            try:
+                ep.load()
+            except Exception as failure:
+                version = md.distribution(dist).version
+                return PluginError(f"plugin {ep.name!r} ({ep.value}) from distribution {dist} "
+                                   f"{version} failed to import: {failure!r}")
+        return PluginError(f"loading llm_surgeon plugins failed: {exc!r}")
 
     def add_plugin(self, plugin: object, name: str, distribution: str = "<local>", version: str = "") -> None:
         """Register one plugin object (a module or an instance with hook implementations)."""
@@ -148,14 +170,26 @@ class Registry:
             ) from exc
         self._provenance[name] = (distribution, version)
         try:
-            self.plugin_manager.check_pending()
-        except pluggy.PluginValidationError as exc:
+            self._check_pending()
+        except PluginError:
             self.plugin_manager.unregister(name=name)
             self._provenance.pop(name, None)
+            raise
+        self._collect(name, distribution, version)
+
+    def _check_pending(self) -> None:
+        try:
+            self.plugin_manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            name = self.plugin_manager.get_name(exc.plugin) or repr(exc.plugin)
+            distribution = self._provenance.get(name, ("?", ""))[0]
             raise PluginError(
                 f"plugin {name!r} from distribution {distribution} implements an unknown hook "
                 f"(known: {', '.join(_HOOK_OF_KIND.values())}): {exc}"
             ) from exc
+
+    def _collect(self, name: str, distribution: str, version: str) -> None:
+        """Call plugin ``name``'s hooks, recording what it registers."""
         for kind, hook_name in _HOOK_OF_KIND.items():
             hook = getattr(self.plugin_manager.hook, hook_name)
             for impl in hook.get_hookimpls():
@@ -225,6 +259,32 @@ class Registry:
     def records(self) -> list[PluginRecord]:
         """Every registered item, by kind then name."""
         return [r for k in Kind for _, r in sorted(self._items[k].items())]
+
+
+def _entry_points() -> list[tuple[EntryPoint, str]]:
+    """Every ``llm_surgeon`` entry point with its distribution's name, each once."""
+    seen: set[tuple[str, str, str]] = set()
+    out = []
+    for dist in md.distributions():
+        name = dist.metadata["Name"] or "?"
+        for ep in dist.entry_points:
+            key = (name, ep.name, ep.value)
+            if ep.group == ENTRY_POINT_GROUP and key not in seen:  # a dist seen twice on sys.path
+                seen.add(key)
+                out.append((ep, name))
+    return out
+
+
+def _check_unique_names(entry_points: list[tuple[EntryPoint, str]]) -> None:
+    """Two different plugins under one entry-point name are an error naming both."""
+    by_name: dict[str, tuple[EntryPoint, str]] = {}
+    for ep, dist in entry_points:
+        other = by_name.setdefault(ep.name, (ep, dist))
+        if other[0].value != ep.value:
+            raise PluginError(
+                f"two plugins are named {ep.name!r}: {other[0].value} from {other[1]} and "
+                f"{ep.value} from {dist}"
+            )
 
 
 _registry: Registry | None = None

@@ -145,6 +145,24 @@ def _check_model(config: RunConfig, registry: Registry) -> PretrainedConfig:
     return model_config
 
 
+def _resolve_curvature(config: RunConfig, registry: Registry, method: PluginRecord,
+                       method_config: Any) -> tuple[PluginRecord | None, Any]:
+    """The curvature estimator's record and options (``None, None`` if the method needs none)."""
+    from llm_surgeon.registry.registry import Kind
+
+    curvature_name = config.curvature or method_attribute(method, method_config, "default_curvature")
+    if curvature_name is None:
+        if config.curvature_options:
+            raise ConfigError(
+                f"method {method.name!r} uses no curvature estimator; "
+                f"curvature options {sorted(config.curvature_options)} do not apply"
+            )
+        return None, None
+    curvature = registry.get(Kind.CURVATURE, curvature_name)
+    curvature_config = curvature.make_config(**config.curvature_options)
+    return curvature, _with_curvature_device(curvature, curvature_config, config.curvature_device)
+
+
 def validate_run(
     config: RunConfig,
     registry: Registry | None = None,
@@ -179,19 +197,7 @@ def validate_run(
     _check_method_structure(method, supported, structure_name, config.structure)
     structure_config = structure.make_config(**structure_options)
 
-    curvature_name = config.curvature or method_attribute(method, method_config, "default_curvature")
-    if curvature_name is None:
-        if config.curvature_options:
-            raise ConfigError(
-                f"method {method.name!r} uses no curvature estimator; "
-                f"curvature options {sorted(config.curvature_options)} do not apply"
-            )
-        curvature, curvature_config = None, None
-    else:
-        curvature = registry.get(Kind.CURVATURE, curvature_name)
-        curvature_config = curvature.make_config(**config.curvature_options)
-        curvature_config = _with_curvature_device(curvature, curvature_config, config.curvature_device)
-
+    curvature, curvature_config = _resolve_curvature(config, registry, method, method_config)
     get_schedule(config.schedule)
     torch_dtype(config.dtype)
     check_device(config.device)

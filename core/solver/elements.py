@@ -109,6 +109,9 @@ def remove_elements_rank1(
 
     Returns:
         ``(d_out, d_in)``, exactly zero where ``removed``.
+
+    One function on purpose: this is the hot loop of element and N:M pruning, and its
+    lazily updated block state (``change``, ``done``) is shared by every chunk of a block.
     """
     d_out, d_in = theta.shape
     flat, bounds = plan_chunks(removed, chunk_size)

@@ -199,6 +199,9 @@ def sparsegpt_prune(
 
     Returns:
         The new weights and removal mask.
+
+    One function on purpose: it follows Algorithm 1 of the paper line by line (blocks,
+    mask selection, column sweep, lazy update), which is how it is checked against it.
     """
     w_all = weight.clone()
     h = hessian.clone()

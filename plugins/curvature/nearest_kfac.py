@@ -264,17 +264,7 @@ class NearestKFACCurvature(CurvatureEstimator):
                         v = [orthonormalise(t) for t in sums]
                 seconds_algebra += time.perf_counter() - start
         start = time.perf_counter()
-        curvatures: dict[str, Curvature] = {}
-        sigma: dict[str, list[float]] = {}
-        for pm, ui, bi in zip(modules, u, b, strict=True):
-            d_out, d_in = layer_dims(pm)
-            terms, sig = rayleigh_ritz(ui, bi)
-            if not terms:  # no signal at all (e.g. a dead layer): a zero curvature
-                terms = [(torch.zeros_like(ui[0]), torch.zeros_like(bi[0]))]
-            check_finite(pm.name, "nearest K-FAC factors", *(t for pair in terms for t in pair))
-            curvatures[pm.name] = KroneckerCurvature(factors=tuple(terms), d_out=d_out, d_in=d_in,
-                                                     info={"sigma": sig})
-            sigma[pm.name] = sig
+        curvatures, sigma = _terms(modules, u, b)
         seconds_algebra += time.perf_counter() - start
         logger.debug("nearest K-FAC: last relative change of sigma_1 %.3g", change)
         return CurvatureResult(
@@ -285,3 +275,24 @@ class NearestKFACCurvature(CurvatureEstimator):
             info={"sigma": sigma, "warm_start": warm, "sigma_relative_change": change,
                   "rank": cfg.rank, "iterations": cfg.iterations},
         )
+
+
+def _terms(modules: Sequence[PrunableModule], u: list[Tensor], b: list[Tensor]
+           ) -> tuple[dict[str, Curvature], dict[str, list[float]]]:
+    """Each module's Kronecker terms from its last power-iteration sums (Rayleigh-Ritz).
+
+    Returns:
+        Module name -> curvature, and module name -> singular values of its terms.
+    """
+    curvatures: dict[str, Curvature] = {}
+    sigma: dict[str, list[float]] = {}
+    for pm, ui, bi in zip(modules, u, b, strict=True):
+        d_out, d_in = layer_dims(pm)
+        terms, sig = rayleigh_ritz(ui, bi)
+        if not terms:  # no signal at all (e.g. a dead layer): a zero curvature
+            terms = [(torch.zeros_like(ui[0]), torch.zeros_like(bi[0]))]
+        check_finite(pm.name, "nearest K-FAC factors", *(t for pair in terms for t in pair))
+        curvatures[pm.name] = KroneckerCurvature(factors=tuple(terms), d_out=d_out, d_in=d_in,
+                                                 info={"sigma": sig})
+        sigma[pm.name] = sig
+    return curvatures, sigma

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from llm_surgeon.cli import main
-from llm_surgeon.cli.compare import _shots, render_markdown, summarize
+from llm_surgeon.cli.compare import _shots
 from llm_surgeon.errors import ConfigError
+from llm_surgeon.run.comparison import render_markdown, summarize
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "plugins" / "baselines"))
 from registration import ensure_registered, unregister  # noqa: E402

@@ -156,26 +156,8 @@ def finetune(session: PruningSession, settings: LoraSettings, *, phase: str, ste
         result["seconds_train"] = time.perf_counter() - train_start
 
         probe = (holdout if holdout.shape[0] else train)[:1].to(device)
-        with torch.no_grad():
-            adapter_logits = model(input_ids=probe, use_cache=False).logits
-            result["merge_dropped_delta"] = dropped_delta_fraction(
-                [(s, layer.get_delta_weight(_ADAPTER)) for s, layer in zip(states, layers, strict=True)]
-            )
-        for c in constraints:
-            c.remove()
-        constraints = []
-        tuner.merge_and_unload()
+        result.update(_merge(session, tuner, states, layers, constraints, probe))
         tuner = None
-        for state in session.states:
-            state.apply_mask()
-        with torch.no_grad():
-            diff = model(input_ids=probe, use_cache=False).logits.sub_(adapter_logits)
-            norm = torch.linalg.vector_norm(adapter_logits, dtype=torch.float64).clamp_min(1e-30)
-            result["merge_logit_change"] = {
-                "max_abs": float(diff.abs().max()),
-                "relative": float(torch.linalg.vector_norm(diff, dtype=torch.float64) / norm),
-            }
-        del adapter_logits, diff
         result["holdout_ppl_after"] = window_perplexity(model, holdout)
     finally:
         for c in constraints:
@@ -196,6 +178,39 @@ def finetune(session: PruningSession, settings: LoraSettings, *, phase: str, ste
         _fmt(result["merge_logit_change"]["max_abs"]), result["seconds"],
     )
     return result
+
+
+def _merge(session: PruningSession, tuner: Any, states: list[ModuleState], layers: list,
+           constraints: list[LiveConstraint], probe: Tensor) -> dict[str, Any]:
+    """Merge the adapters into the weights and re-apply every mask; what the merge changed.
+
+    Args:
+        probe: ``(1, seqlen)`` token ids whose logits are compared before and after.
+
+    Returns:
+        ``merge_dropped_delta`` and ``merge_logit_change`` of :func:`finetune`'s log.
+        ``constraints`` is emptied (their hooks are removed).
+    """
+    model = session.model
+    with torch.no_grad():
+        adapter_logits = model(input_ids=probe, use_cache=False).logits
+        dropped = dropped_delta_fraction(
+            [(s, layer.get_delta_weight(_ADAPTER)) for s, layer in zip(states, layers, strict=True)]
+        )
+    for c in constraints:
+        c.remove()
+    constraints.clear()
+    tuner.merge_and_unload()
+    for state in session.states:
+        state.apply_mask()
+    with torch.no_grad():
+        diff = model(input_ids=probe, use_cache=False).logits.sub_(adapter_logits)
+        norm = torch.linalg.vector_norm(adapter_logits, dtype=torch.float64).clamp_min(1e-30)
+        change = {
+            "max_abs": float(diff.abs().max()),
+            "relative": float(torch.linalg.vector_norm(diff, dtype=torch.float64) / norm),
+        }
+    return {"merge_dropped_delta": dropped, "merge_logit_change": change}
 
 
 def _phase_seed(session: PruningSession, phase: str) -> int:

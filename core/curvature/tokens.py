@@ -1,0 +1,91 @@
+"""Per-token tensors of one Linear module in one batch: inputs ``a`` and output gradients ``g``.
+
+Tokens are the positions that predict a next token, i.e. positions ``0..S-2`` of each
+window of ``S`` tokens (the last position has no label and a zero gradient), so one
+batch of ``B`` windows has ``T = B * (S - 1)`` tokens. ``a`` carries a trailing ``1``
+when the layer has a bias, so that ``theta = [W | b]`` acts on it.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+class ModuleTokens:
+    """Per-token tensors of one module in one batch, built lazily.
+
+    Attributes:
+        index: position of the module in the ``modules`` list given to :func:`run_pass`.
+        g: ``(T, d_out)`` output gradients in the statistics dtype (``None`` in forward
+            callbacks), already scaled by ``1/sqrt(samples)``.
+    """
+
+    def __init__(
+        self,
+        index: int,
+        x: Tensor,
+        has_bias: bool,
+        dtype: torch.dtype,
+        batch_shape: tuple[int, int],
+        gram_cache: dict[tuple, Tensor] | None = None,
+        g: Tensor | None = None,
+    ) -> None:
+        self.index = index
+        self._x = x
+        self._has_bias = has_bias
+        self._dtype = dtype
+        self._batch_shape = batch_shape
+        self._gram_cache = gram_cache
+        self._a: Tensor | None = None
+        self.g = g
+
+    @property
+    def a(self) -> Tensor:
+        """``(T, d_in)`` inputs in the statistics dtype, bias column of ones last."""
+        if self._a is None:
+            self._a = token_inputs(self._x, self._has_bias, self._dtype, self._batch_shape)
+        return self._a
+
+    def gram(self) -> Tensor:
+        """``sum_n a_n a_n^T``: ``(d_in, d_in)``, shared by modules that read the same input."""
+        if self._gram_cache is None:
+            return self.a.T @ self.a
+        x = self._x
+        key = (x.data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x._version, self._has_bias)
+        out = self._gram_cache.get(key)
+        if out is None:
+            out = self.a.T @ self.a
+            self._gram_cache[key] = out
+        return out
+
+
+def token_inputs(x: Tensor, has_bias: bool, dtype: torch.dtype, batch_shape: tuple[int, int]) -> Tensor:
+    """Inputs of the tokens that predict a next token.
+
+    Args:
+        x: ``(B, S, d)`` layer input, or any shape with ``B * S`` rows of ``d`` (OPT
+            flattens tokens before its MLP).
+        has_bias: append a column of ones.
+        dtype: dtype of the result.
+        batch_shape: ``(B, S)`` of the token batch.
+
+    Returns:
+        ``(B * (S - 1), d + has_bias)``.
+    """
+    a = _positions(x, batch_shape).to(dtype)
+    if has_bias:
+        a = torch.cat([a, a.new_ones(a.shape[0], 1)], dim=1)
+    return a
+
+
+def _positions(x: Tensor, batch_shape: tuple[int, int]) -> Tensor:
+    """Rows of positions ``0..S-2``: ``(B * (S - 1), d)`` from ``x`` with ``B * S`` rows."""
+    b, s = batch_shape
+    return x.reshape(b, s, x.shape[-1])[:, :-1].reshape(-1, x.shape[-1])
+
+
+def token_grads(grad: Tensor, dtype: torch.dtype, batch_shape: tuple[int, int], scale: float = 1.0) -> Tensor:
+    """Output gradients ``(B, S, d_out) -> (B * (S - 1), d_out)`` in ``dtype``, times ``scale``."""
+    g = _positions(grad, batch_shape).to(dtype)
+    return g if scale == 1.0 else g * scale
