@@ -57,6 +57,18 @@ def machine_info(device: str = "cpu") -> dict[str, Any]:
     return info
 
 
+def load_average() -> list[float] | None:
+    """The system's 1, 5 and 15 minute load averages (``None`` where the OS has none).
+
+    Read when a run ends: a 15-minute load well above the run's own threads means the
+    machine was shared, and the record's seconds are pessimistic.
+    """
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 @functools.lru_cache(maxsize=16)
 def model_parameters(model: str, trust_remote_code: bool = False) -> int | None:
     """Number of distinct parameters of ``model``, counted without loading its weights.

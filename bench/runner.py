@@ -162,9 +162,11 @@ class _Provenance:
         device = config.get("device", "cpu")
         if device not in self._machine:
             self._machine[device] = provenance.machine_info(device)
+        machine = dict(self._machine[device])
+        machine["load_average"] = provenance.load_average()  # after the run: > cores means shared
         return {
             "git": self._git,
-            "machine": self._machine[device],
+            "machine": machine,
             "model_mb": self._model_mb_fn(config) if with_model else None,
             "wall_seconds": wall_seconds,
         }

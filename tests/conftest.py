@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 import torch
 
-REAL_DATA_DIR = Path(os.environ.get("LLM_SURGEON_WIKITEXT_DIR", "/work/shared/data/wikitext-2-raw"))
+REPO = Path(__file__).resolve().parents[1]
+#: WikiText-2 raw: ``$LLM_SURGEON_WIKITEXT_DIR`` if set, else ``../shared/data/wikitext-2-raw``
+#: next to the repository.
+REAL_DATA_DIR = Path(os.environ.get("LLM_SURGEON_WIKITEXT_DIR")
+                     or REPO.parent / "shared" / "data" / "wikitext-2-raw")
 FIXTURES = Path(__file__).parent / "fixtures"
 TOY_PLUGIN_DIR = FIXTURES / "toy_plugin"
 

@@ -48,8 +48,8 @@ def figure_data(family: str = "llama", module: str = "model.layers.0.self_attn.v
         {"rmse", "relative_frobenius"}}}`` with ``matrix: (d_out*d_in, d_out*d_in)``.
     """
     from llm_surgeon.model.adapters import adapter_for
+    from llm_surgeon.model.tiny import random_tokens, tiny_model
     from llm_surgeon.registry.registry import Kind, get_registry
-    from llm_surgeon.testing import random_tokens, tiny_model
 
     model = tiny_model(family, seed=seed, dtype=torch.float64)
     pm = next(p for p in adapter_for(model).prunable_modules(model) if p.name == module)

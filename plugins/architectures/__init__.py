@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from llm_surgeon import hookimpl
 from llm_surgeon.plugins.architectures.llama import LlamaAdapter
 from llm_surgeon.plugins.architectures.opt import OPTAdapter
-from llm_surgeon.registry import hookimpl
 
 
 @hookimpl

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from llm_surgeon import hookimpl
 from llm_surgeon.plugins.baselines.magnitude import MagnitudeMethod
 from llm_surgeon.plugins.baselines.obd import KOBDMethod, LOBDMethod
 from llm_surgeon.plugins.baselines.sparsegpt import register_sparsegpt
 from llm_surgeon.plugins.baselines.wanda import register_wanda
-from llm_surgeon.registry import hookimpl
 
 
 @hookimpl

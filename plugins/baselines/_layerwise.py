@@ -131,7 +131,7 @@ def _progress(session: PruningSession, desc: str):
     if not session.progress:
         return None
     try:
-        from llm_surgeon.util.progress import progress_bar
+        from llm_surgeon.util import progress_bar
     except ImportError:  # pragma: no cover - the foundation module is always there
         return None
     return lambda it, total: progress_bar(it, total=total, desc=desc, enabled=True)

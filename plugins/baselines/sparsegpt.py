@@ -54,8 +54,7 @@ from llm_surgeon.plugins.baselines._layerwise import (
 )
 from llm_surgeon.pruning import ModuleState, UpdateMode
 from llm_surgeon.solver import CurvatureSolver, Damping, damped_cholesky, solver_for
-from llm_surgeon.util.torch_util import STATISTICS_DTYPES, statistics_dtype, torch_dtype
-from llm_surgeon.util.validators import one_of
+from llm_surgeon.util import STATISTICS_DTYPES, one_of, statistics_dtype, torch_dtype
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from llm_surgeon.plugins.baselines._layerwise import (
     write_back,
 )
 from llm_surgeon.pruning import ModuleState
-from llm_surgeon.util.validators import one_of
+from llm_surgeon.util import one_of
 
 
 @attrs.frozen

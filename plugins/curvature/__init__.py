@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llm_surgeon.registry import hookimpl
+from llm_surgeon import hookimpl
 
 
 @hookimpl

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from llm_surgeon import hookimpl
 from llm_surgeon.plugins.methods.surgeon import SurgeonMethod
-from llm_surgeon.registry import hookimpl
 
 
 @hookimpl

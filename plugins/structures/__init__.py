@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from llm_surgeon import hookimpl
 from llm_surgeon.plugins.structures.element import ElementConfig, ElementStructure
 from llm_surgeon.plugins.structures.nm import NMConfig, NMStructure
 from llm_surgeon.plugins.structures.row_col import RowColConfig, RowColStructure
-from llm_surgeon.registry import hookimpl
 
 
 @hookimpl

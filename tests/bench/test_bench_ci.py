@@ -12,9 +12,9 @@ from bench import profiles, records, render, runner
 
 
 def _wikitext_dir() -> str:
-    candidates = [os.environ.get("BENCH_DATA_DIR"),
-                  str(Path(__file__).resolve().parents[2] / "shared" / "data" / "wikitext-2-raw"),
-                  "/work/shared/data/wikitext-2-raw"]
+    repo = Path(__file__).resolve().parents[2]
+    candidates = [os.environ.get("BENCH_DATA_DIR"), os.environ.get("LLM_SURGEON_WIKITEXT_DIR"),
+                  str(repo.parent / "shared" / "data" / "wikitext-2-raw")]
     for folder in candidates:
         if folder and (Path(folder) / "wiki.test.raw").is_file():
             return folder
