@@ -60,6 +60,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_models(request):
+    """Tests on tiny models run fastest on one thread (and CI machines are shared)."""
+    if "real_model" in request.keywords:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def synthetic_text(n_lines: int, seed: int = 0) -> str:
     """Deterministic WikiText-like text: headings, sentences and ``" \\n"`` blank lines."""
     rng = random.Random(seed)

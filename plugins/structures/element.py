@@ -77,6 +77,18 @@ def full_element_costs(state: ModuleState, solvers: Solvers) -> Tensor:
     return (costs[:, :d_w] * state.mask.cpu()).to(torch.float32)
 
 
+def element_candidates(state: ModuleState, costs: Tensor) -> CandidateSet:
+    """One group ``elements`` of ``costs`` (any shape, dead weights first at cost 0).
+
+    Selecting ``k`` candidates leaves ``numel - max(k, dead)`` weights: dead weights are
+    the cheapest and are counted once.
+    """
+    numel = state.mask.numel()
+    dead = numel - int(state.mask.sum())
+    return CandidateSet(costs={"elements": costs.flatten()},
+                        remaining=lambda counts: numel - max(int(counts["elements"]), dead))
+
+
 def remove_weights(
     state: ModuleState,
     solvers: Solvers,
@@ -134,13 +146,7 @@ class ElementStructure(Structure):
 
     def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
         state = scope.state
-        costs = full_element_costs(state, solvers)
-        numel = costs.numel()
-        dead = numel - int(state.mask.sum())
-        return CandidateSet(
-            costs={"elements": costs.flatten()},
-            remaining=lambda counts: numel - max(int(counts["elements"]), dead),
-        )
+        return element_candidates(state, full_element_costs(state, solvers))
 
     def apply(
         self,

@@ -17,7 +17,12 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.plugins.structures.element import full_element_costs, remove_weights, to_chunk_size
+from llm_surgeon.plugins.structures.element import (
+    element_candidates,
+    full_element_costs,
+    remove_weights,
+    to_chunk_size,
+)
 from llm_surgeon.pruning import (
     DEFAULT_CHUNK_SIZE,
     CandidateSet,
@@ -113,12 +118,7 @@ class NMStructure(Structure):
     def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
         state = scope.state
         values, _ = self._candidates(state, solvers)
-        numel = state.mask.numel()
-        dead = numel - int(state.mask.sum())
-        return CandidateSet(
-            costs={"elements": values.flatten()},
-            remaining=lambda counts: numel - max(int(counts["elements"]), dead),
-        )
+        return element_candidates(state, values)
 
     def apply(
         self,

@@ -11,14 +11,6 @@ from llm_surgeon.model import adapter_for
 from llm_surgeon.testing import tiny_model
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _batches(model, n=2, batch=2, seqlen=6):
     gen = torch.Generator().manual_seed(0)
     return [torch.randint(0, model.config.vocab_size, (batch, seqlen), generator=gen) for _ in range(n)]
