@@ -6,7 +6,7 @@ import argparse
 import logging
 import time
 
-from llm_surgeon.cli.options import add_data_arguments, disable_library_progress_bars
+from llm_surgeon.cli.options import add_bos_argument, add_data_arguments, disable_library_progress_bars
 from llm_surgeon.data.config import DataConfig, EvalConfig
 from llm_surgeon.errors import ConfigError, validation_message
 
@@ -23,6 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help="alias (smollm2-135m), local folder, .gguf file or hub id")
     add_data_arguments(parser)
+    add_bos_argument(parser)
     parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
     parser.add_argument("--seqlen", type=int, default=512, help="tokens per window (default: 512)")
     parser.add_argument("--eval-windows", type=int, default=None, metavar="N",
@@ -43,6 +44,7 @@ def _eval_config(args: argparse.Namespace) -> EvalConfig:
             seqlen=args.seqlen,
             windows=args.eval_windows,
             batch_size=args.batch_size,
+            bos=args.bos or "auto",
         )
     except (TypeError, ValueError) as exc:
         raise ConfigError(validation_message(exc)) from None
@@ -67,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     """Load the model, evaluate, print and optionally write JSON."""
     from llm_surgeon.data import perplexity
     from llm_surgeon.data.text import load_text
-    from llm_surgeon.data.windows import eval_windows
+    from llm_surgeon.data.windows import eval_windows, window_bos
     from llm_surgeon.model.loading import load_model
     from llm_surgeon.util.io import write_json
     from llm_surgeon.util.resources import library_versions, peak_rss_mb
@@ -93,6 +95,7 @@ def run(args: argparse.Namespace) -> int:
         "seqlen": ev.seqlen,
         "windows": int(windows.shape[0]),
         "tokens": int(windows.numel()),
+        "bos_token_id": window_bos(tokenizer, ev.bos),
         "perplexity": ppl,
         "dtype": args.dtype,
         "device": args.device,

@@ -21,6 +21,15 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_bos_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bos auto|always|never``: whether windows start with the BOS token (default ``None``)."""
+    parser.add_argument(
+        "--bos", choices=["auto", "always", "never"], default=None,
+        help="start every calibration and evaluation window with the BOS token: auto (default: "
+        "when the tokenizer adds one to a text, e.g. Gemma; not for SmolLM2), always, never",
+    )
+
+
 def comma_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]`` (an argparse ``type``)."""
     return [part.strip() for part in text.split(",") if part.strip()]

@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from llm_surgeon.cli.options import (
+    add_bos_argument,
     add_data_arguments,
     comma_list,
     disable_library_progress_bars,
@@ -97,6 +98,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     d = p.add_argument_group("data")
     add_data_arguments(d)
+    add_bos_argument(d)
     d.add_argument("--calib-split", help="calibration split (default: train, else validation)")
     d.add_argument("--eval-split", help="evaluation split (default: test)")
     d.add_argument("--nsamples", type=int, help="calibration windows (default: 32)")
@@ -162,6 +164,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         _set(o, f"{section}.data.data_dir", args.data_dir)
         _set(o, f"{section}.seqlen", args.seqlen)
         _set(o, f"{section}.batch_size", args.batch_size)
+        _set(o, f"{section}.bos", args.bos)
     _set(o, "calibration.data.split", args.calib_split)
     _set(o, "calibration.nsamples", args.nsamples)
     _set(o, "calibration.seed", args.seed)

@@ -21,20 +21,32 @@ class DataConfig:
     split: str = "test"
 
 
+#: How windows begin: ``auto`` with the tokenizer's BOS token when the tokenizer puts
+#: one in front of a text (Gemma), else with no prefix (SmolLM2); ``always``; ``never``.
+BOS_POLICIES = ("auto", "always", "never")
+
+
 @attrs.frozen
 class CalibrationConfig:
-    """Calibration windows: ``nsamples`` random windows of ``seqlen`` tokens."""
+    """Calibration windows: ``nsamples`` random windows of ``seqlen`` tokens.
+
+    ``bos`` (one of :data:`BOS_POLICIES`): whether each window starts with the BOS token.
+    """
 
     data: DataConfig = attrs.field(factory=lambda: DataConfig(split="train"))
     nsamples: int = attrs.field(default=32, validator=v.ge(1))
     seqlen: int = attrs.field(default=512, validator=v.ge(1))
     batch_size: int = attrs.field(default=1, validator=v.ge(1))
     seed: int = 0
+    bos: str = attrs.field(default="auto", validator=v.in_(BOS_POLICIES))
 
 
 @attrs.frozen
 class EvalConfig:
-    """Perplexity evaluation on non-overlapping windows of the joined split."""
+    """Perplexity evaluation on non-overlapping windows of the joined split.
+
+    ``bos`` (one of :data:`BOS_POLICIES`): whether each window starts with the BOS token.
+    """
 
     data: DataConfig = attrs.field(factory=lambda: DataConfig(split="test"))
     seqlen: int = attrs.field(default=512, validator=v.ge(1))
@@ -42,3 +54,4 @@ class EvalConfig:
     batch_size: int = attrs.field(default=1, validator=v.ge(1))
     enabled: bool = True
     every_shot: bool = False
+    bos: str = attrs.field(default="auto", validator=v.in_(BOS_POLICIES))

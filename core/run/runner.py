@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from llm_surgeon.data.perplexity import perplexity
-from llm_surgeon.data.windows import calibration_windows, eval_windows
+from llm_surgeon.data.windows import calibration_windows, eval_windows, window_bos
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.loop import lora_hook, run_shots
 from llm_surgeon.methods.lora.training import finetune
@@ -136,6 +136,7 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
     if calibration_info.get("note"):
         log.warning("%s", calibration_info["note"])
     windows = eval_windows(tokenizer, config.evaluation) if config.evaluation.enabled else None
+    evaluation_info = {"bos_token_id": window_bos(tokenizer, config.evaluation.bos)}
     evaluate = _Evaluation(config, windows, progress, totals)
     ppl_before = evaluate.dense(model)
 
@@ -159,7 +160,7 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
 
     report = build_report(config, resolved, session, shot_logs, calibration_info=calibration_info,
                           ppl_before=ppl_before, ppl_after=ppl_after, totals=totals, started=started,
-                          final_lora=final_lora)
+                          final_lora=final_lora, evaluation_info=evaluation_info)
     report["peak_rss_mb_after"] = {"load": rss_after_load}
     if config.out:
         with atomic_output(config.out, overwrite=overwrite) as folder:

@@ -1,13 +1,4 @@
-"""Helpers for testing llm-surgeon and third-party plugins on tiny random models.
-
-Plugin authors can run the same contract checks the built-ins pass::
-
-    from llm_surgeon.testing import tiny_model, check_prune
-
-    model = tiny_model("llama")
-    check_prune(model, method="surgeon", curvature="my-curvature", structure="row-col",
-                target_size=0.7, shots=2)
-"""
+"""Prune a tiny model with registered plugins and check the contract every method keeps."""
 
 from __future__ import annotations
 
@@ -22,13 +13,11 @@ from llm_surgeon.methods.loop import run_shots
 from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
 from llm_surgeon.model.state import ModuleState
-from llm_surgeon.model.tiny import TINY_FAMILIES, random_tokens, tiny_model
+from llm_surgeon.model.tiny import random_tokens
 from llm_surgeon.pruning.nm import structure_request
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.registry.registry import Kind, get_registry
 from llm_surgeon.run.config import RunConfig
-
-__all__ = ["TINY_FAMILIES", "check_prune", "make_session", "random_tokens", "tiny_model"]
 
 
 def make_session(model: nn.Module, *, method: str = "surgeon", curvature: str | None = None,
@@ -74,7 +63,7 @@ class _ContractCheck:
         slack = max(max(s.pm.shape) for s in session.states) / session.total_weights()
         assert abs(session.size() - shot_log.target) <= slack + 1e-9, (session.size(), shot_log.target)
         for state, before in zip(session.states, self.previous, strict=True):
-            w = state.pm.module.weight.detach().cpu()
+            w = state.pm.weight.detach().cpu()
             assert torch.all(w[~state.mask] == 0), f"{state.pm.name}: masked weights are not zero"
             assert not torch.any(state.mask & ~before), f"{state.pm.name}: a removed weight came back"
         self.previous = [s.mask.clone() for s in session.states]
