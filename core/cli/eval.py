@@ -6,8 +6,14 @@ import argparse
 import logging
 import time
 
-from llm_surgeon.cli.options import add_bos_argument, add_data_arguments, disable_library_progress_bars
-from llm_surgeon.data.config import DataConfig, EvalConfig
+from llm_surgeon.cli.options import (
+    add_bos_argument,
+    add_data_arguments,
+    add_tasks_arguments,
+    disable_library_progress_bars,
+    tasks_fields,
+)
+from llm_surgeon.data.config import DataConfig, EvalConfig, TasksConfig
 from llm_surgeon.errors import ConfigError, validation_message
 
 logger = logging.getLogger(__name__)
@@ -33,7 +39,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dtype", default="float32", help="model dtype (default: float32)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the result as JSON to OUT")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--no-ppl", action="store_true", help="skip perplexity (e.g. with --tasks only)")
+    add_tasks_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -50,45 +58,85 @@ def _eval_config(args: argparse.Namespace) -> EvalConfig:
         raise ConfigError(validation_message(exc)) from None
 
 
-def _validate(args: argparse.Namespace, ev: EvalConfig) -> None:
+def _tasks_config(args: argparse.Namespace) -> TasksConfig | None:
+    fields = tasks_fields(args)
+    if not fields:
+        return None
+    try:
+        return TasksConfig(**fields)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(validation_message(exc)) from None
+
+
+def _validate(args: argparse.Namespace, ev: EvalConfig, tasks: TasksConfig | None) -> None:
     """Check everything before any weights are loaded."""
     from llm_surgeon.model.loading import context_length, load_model_config
     from llm_surgeon.run.validate import check_data, check_device
     from llm_surgeon.util.torch_util import torch_dtype
 
-    check_data(ev.data, "evaluation")
+    if args.no_ppl and tasks is None:
+        raise ConfigError("--no-ppl leaves nothing to evaluate; add --tasks")
+    if not args.no_ppl:
+        check_data(ev.data, "evaluation")
+    if tasks is not None:
+        from llm_surgeon.data.tasks import check_tasks
+
+        check_tasks(tasks)
     torch_dtype(args.dtype)
     check_device(args.device)
     model_config = load_model_config(args.model, trust_remote_code=args.trust_remote_code)
     limit = context_length(model_config)
-    if limit is not None and ev.seqlen > limit:
+    if not args.no_ppl and limit is not None and ev.seqlen > limit:
         raise ConfigError(f"seqlen {ev.seqlen} is longer than the model's context ({limit} tokens)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Load the model, evaluate, print and optionally write JSON."""
-    from llm_surgeon.data import perplexity
-    from llm_surgeon.data.text import load_text
-    from llm_surgeon.data.windows import eval_windows, window_bos
+    """Load the model, evaluate perplexity and/or downstream tasks, print, optionally write JSON."""
     from llm_surgeon.model.loading import load_model
     from llm_surgeon.util.io import write_json
     from llm_surgeon.util.resources import library_versions, peak_rss_mb
 
     ev = _eval_config(args)
-    _validate(args, ev)
+    tasks = _tasks_config(args)
+    _validate(args, ev, tasks)
     if args.no_progress:
         disable_library_progress_bars()
     start = time.perf_counter()
-    _, data_info = load_text(ev.data)
     model, tokenizer = load_model(
         args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
     )
+    result: dict = {"model": args.model, "dtype": args.dtype, "device": args.device}
+    lines = []
+    if not args.no_ppl:
+        result.update(_perplexity(model, tokenizer, ev, progress=not args.no_progress))
+        lines.append(
+            f"perplexity {result['perplexity']:.4f}  ({result['windows']} windows x {ev.seqlen} tokens, "
+            f"{result['dataset']} {result['split']}, {result['seconds_eval']:.1f} s)")
+    if tasks is not None:
+        from llm_surgeon.data.tasks import accuracy_line, run_tasks
+
+        result["downstream"] = run_tasks(model, tokenizer, tasks)
+        lines.append(f"tasks      {accuracy_line(result['downstream'])}")
+    result.update(seconds_total=time.perf_counter() - start, peak_rss_mb=peak_rss_mb(),
+                  versions=library_versions())
+    print("\n".join(lines))
+    if args.json:
+        write_json(args.json, result)
+        logger.info("wrote %s", args.json)
+    return 0
+
+
+def _perplexity(model, tokenizer, ev: EvalConfig, *, progress: bool) -> dict:
+    """The perplexity part of the ``eval`` result."""
+    from llm_surgeon.data import perplexity
+    from llm_surgeon.data.text import load_text
+    from llm_surgeon.data.windows import eval_windows, window_bos
+
+    _, data_info = load_text(ev.data)
     windows = eval_windows(tokenizer, ev)
     eval_start = time.perf_counter()
-    ppl = perplexity(model, windows, batch_size=ev.batch_size, progress=not args.no_progress)
-    end = time.perf_counter()
-    result = {
-        "model": args.model,
+    ppl = perplexity(model, windows, batch_size=ev.batch_size, progress=progress)
+    return {
         "dataset": data_info["dataset"],
         "split": data_info["split_used"],
         "source": data_info["source"],
@@ -97,18 +145,5 @@ def run(args: argparse.Namespace) -> int:
         "tokens": int(windows.numel()),
         "bos_token_id": window_bos(tokenizer, ev.bos),
         "perplexity": ppl,
-        "dtype": args.dtype,
-        "device": args.device,
-        "seconds_eval": end - eval_start,
-        "seconds_total": end - start,
-        "peak_rss_mb": peak_rss_mb(),
-        "versions": library_versions(),
+        "seconds_eval": time.perf_counter() - eval_start,
     }
-    print(
-        f"perplexity {ppl:.4f}  ({result['windows']} windows x {ev.seqlen} tokens, "
-        f"{result['dataset']} {result['split']}, {result['seconds_eval']:.1f} s)"
-    )
-    if args.json:
-        write_json(args.json, result)
-        logger.info("wrote %s", args.json)
-    return 0

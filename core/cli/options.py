@@ -30,6 +30,27 @@ def add_bos_argument(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tasks`` and its settings: lm-eval downstream evaluation (the ``eval`` extra)."""
+    g = parser.add_argument_group("downstream tasks (lm-evaluation-harness: pip install 'llm-surgeon[eval]')")
+    g.add_argument("--tasks", type=comma_list, default=None, metavar="T1,T2",
+                   help="lm-eval tasks, e.g. piqa,arc_easy (their data must be available offline)")
+    g.add_argument("--tasks-dir", default=None, metavar="DIR",
+                   help="folder of local lm-eval task YAMLs (data files relative to each YAML)")
+    g.add_argument("--tasks-limit", type=int, default=None, metavar="N", help="at most N documents per task")
+    g.add_argument("--tasks-fewshot", type=int, default=None, metavar="K", help="few-shot examples (default 0)")
+    g.add_argument("--tasks-batch-size", type=int, default=None, metavar="B", help="lm-eval batch size (default 1)")
+
+
+def tasks_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~llm_surgeon.data.config.TasksConfig` fields the ``--tasks*`` flags set."""
+    fields = {"tasks": args.tasks, "tasks_dir": args.tasks_dir, "limit": args.tasks_limit,
+              "num_fewshot": args.tasks_fewshot, "batch_size": args.tasks_batch_size}
+    if args.tasks is None and any(v is not None for v in fields.values()):
+        raise ConfigError("--tasks-dir, --tasks-limit, --tasks-fewshot and --tasks-batch-size need --tasks")
+    return {k: v for k, v in fields.items() if v is not None}
+
+
 def comma_list(text: str) -> list[str]:
     """``"a, b,,c"`` -> ``["a", "b", "c"]`` (an argparse ``type``)."""
     return [part.strip() for part in text.split(",") if part.strip()]

@@ -17,9 +17,11 @@ import attrs
 from llm_surgeon.cli.options import (
     add_bos_argument,
     add_data_arguments,
+    add_tasks_arguments,
     comma_list,
     disable_library_progress_bars,
     parse_options,
+    tasks_fields,
 )
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.lora.settings import LoraSettings
@@ -119,6 +121,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="allow model code from the checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_tasks_arguments(p)
     _add_lora_arguments(p)
     p.set_defaults(func=run)
 
@@ -174,6 +177,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_eval:
         o.setdefault("evaluation", {})["enabled"] = False
 
+    downstream = tasks_fields(args)
+    if downstream:
+        o["downstream"] = downstream
     _set(o, "lora.enabled", args.lora_enabled)
     for field in _lora_fields():
         _set(o, f"lora.{field.name}", getattr(args, f"lora_{field.name}"))
@@ -204,6 +210,10 @@ def _summary(report: dict[str, Any]) -> str:
         f"ppl before     {fmt(report.get('ppl_before'))}",
         f"ppl after      {fmt(report.get('ppl_after'))}",
     ]
+    if report.get("downstream"):
+        from llm_surgeon.data.tasks import accuracy_line
+
+        lines.append(f"tasks after    {accuracy_line(report['downstream'])}")
     if report.get("seconds_total") is not None:
         lines.append(f"seconds        {report['seconds_total']:.1f}")
     if report.get("out"):

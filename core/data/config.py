@@ -55,3 +55,22 @@ class EvalConfig:
     enabled: bool = True
     every_shot: bool = False
     bos: str = attrs.field(default="auto", validator=v.in_(BOS_POLICIES))
+
+
+@attrs.frozen
+class TasksConfig:
+    """Downstream evaluation with lm-evaluation-harness (optional ``eval`` extra).
+
+    Attributes:
+        tasks: lm-eval task, group or tag names (empty: no downstream evaluation).
+        tasks_dir: a folder of local task YAMLs (with local data files) to add to lm-eval's.
+        limit: evaluate at most this many documents per task (``None``: all).
+        num_fewshot: few-shot examples per prompt.
+        batch_size: lm-eval batch size.
+    """
+
+    tasks: list[str] = attrs.field(factory=list)
+    tasks_dir: str | None = None
+    limit: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
+    num_fewshot: int = attrs.field(default=0, validator=v.ge(0))
+    batch_size: int = attrs.field(default=1, validator=v.ge(1))

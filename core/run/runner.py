@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from llm_surgeon.data.perplexity import perplexity
+from llm_surgeon.data.tasks import accuracy_line, run_tasks
 from llm_surgeon.data.windows import calibration_windows, eval_windows, window_bos
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.loop import lora_hook, run_shots
@@ -162,6 +163,10 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
                           ppl_before=ppl_before, ppl_after=ppl_after, totals=totals, started=started,
                           final_lora=final_lora, evaluation_info=evaluation_info)
     report["peak_rss_mb_after"] = {"load": rss_after_load}
+    if config.downstream.tasks:
+        report["downstream"] = run_tasks(model, tokenizer, config.downstream)
+        totals["downstream"] = report["downstream"]["seconds"]
+        log.info("downstream after pruning: %s", accuracy_line(report["downstream"]))
     if config.out:
         with atomic_output(config.out, overwrite=overwrite) as folder:
             if config.save_model:

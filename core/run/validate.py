@@ -206,6 +206,10 @@ def validate_run(
     check_data(config.calibration.data, "calibration")
     if config.evaluation.enabled:
         check_data(config.evaluation.data, "evaluation")
+    if config.downstream.tasks:
+        from llm_surgeon.data.tasks import check_tasks
+
+        check_tasks(config.downstream)
 
     model_config = _check_model(config, registry) if check_model else None
     return ResolvedRun(
