@@ -10,7 +10,6 @@ from llm_surgeon.cli.options import (
     add_bos_argument,
     add_data_arguments,
     add_tasks_arguments,
-    disable_library_progress_bars,
     tasks_fields,
 )
 from llm_surgeon.data.config import DataConfig, EvalConfig, TasksConfig
@@ -92,15 +91,26 @@ def _validate(args: argparse.Namespace, ev: EvalConfig, tasks: TasksConfig | Non
 
 def run(args: argparse.Namespace) -> int:
     """Load the model, evaluate perplexity and/or downstream tasks, print, optionally write JSON."""
-    from llm_surgeon.model.loading import load_model
     from llm_surgeon.util.io import write_json
-    from llm_surgeon.util.resources import library_versions, peak_rss_mb
+    from llm_surgeon.util.progress import no_progress_bars
 
     ev = _eval_config(args)
     tasks = _tasks_config(args)
     _validate(args, ev, tasks)
-    if args.no_progress:
-        disable_library_progress_bars()
+    with no_progress_bars(args.no_progress):
+        result, lines = _evaluate(args, ev, tasks)
+    print("\n".join(lines))
+    if args.json:
+        write_json(args.json, result)
+        logger.info("wrote %s", args.json)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace, ev: EvalConfig, tasks: TasksConfig | None) -> tuple[dict, list[str]]:
+    """Load the model and evaluate; the JSON result and the lines to print."""
+    from llm_surgeon.model.loading import load_model
+    from llm_surgeon.util.resources import library_versions, peak_rss_mb
+
     start = time.perf_counter()
     model, tokenizer = load_model(
         args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
@@ -119,21 +129,16 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"tasks      {accuracy_line(result['downstream'])}")
     result.update(seconds_total=time.perf_counter() - start, peak_rss_mb=peak_rss_mb(),
                   versions=library_versions())
-    print("\n".join(lines))
-    if args.json:
-        write_json(args.json, result)
-        logger.info("wrote %s", args.json)
-    return 0
+    return result, lines
 
 
 def _perplexity(model, tokenizer, ev: EvalConfig, *, progress: bool) -> dict:
     """The perplexity part of the ``eval`` result."""
     from llm_surgeon.data import perplexity
-    from llm_surgeon.data.text import load_text
-    from llm_surgeon.data.windows import eval_windows, window_bos
+    from llm_surgeon.data.windows import eval_windows
 
-    _, data_info = load_text(ev.data)
-    windows = eval_windows(tokenizer, ev)
+    data_info: dict = {}
+    windows = eval_windows(tokenizer, ev, data_info)
     eval_start = time.perf_counter()
     ppl = perplexity(model, windows, batch_size=ev.batch_size, progress=progress)
     return {
@@ -143,7 +148,7 @@ def _perplexity(model, tokenizer, ev: EvalConfig, *, progress: bool) -> dict:
         "seqlen": ev.seqlen,
         "windows": int(windows.shape[0]),
         "tokens": int(windows.numel()),
-        "bos_token_id": window_bos(tokenizer, ev.bos),
+        "bos_token_id": data_info["bos_token_id"],
         "perplexity": ppl,
         "seconds_eval": time.perf_counter() - eval_start,
     }

@@ -75,10 +75,3 @@ def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
         options[key.strip().replace("-", "_")] = parse_value(value)
     return options
-
-
-def disable_library_progress_bars() -> None:
-    """Switch off the progress bars of transformers (GGUF dequantisation, weight loading)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()

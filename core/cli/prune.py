@@ -19,7 +19,6 @@ from llm_surgeon.cli.options import (
     add_data_arguments,
     add_tasks_arguments,
     comma_list,
-    disable_library_progress_bars,
     parse_options,
     tasks_fields,
 )
@@ -236,8 +235,6 @@ def run(args: argparse.Namespace) -> int:
 
     from llm_surgeon.run.runner import prune
 
-    if args.no_progress:
-        disable_library_progress_bars()
     report = prune(config, progress=not args.no_progress, overwrite=overwrite)
     if args.json:
         from llm_surgeon.util.io import to_json_text

@@ -11,6 +11,7 @@ that names the dataset and says how to point lm-eval to a local copy.
 ::
 
     from llm_surgeon.data.config import TasksConfig
+from llm_surgeon.data.hub import hub_offline
     result = run_tasks(model, tokenizer, TasksConfig(tasks=["piqa_local"], tasks_dir="my_tasks"))
     result["tasks"]["piqa_local"]["metrics"]["acc"]
 """
@@ -22,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from llm_surgeon.data.config import TasksConfig
+from llm_surgeon.data.hub import hub_offline
 from llm_surgeon.data.tasks_support import (
     TaskDataUnavailableError,
     TaskNotFoundError,
     failing_dataset,
-    hub_offline,
     require_lm_eval,
     suggest,
     summarise,

@@ -1,4 +1,4 @@
-"""lm-evaluation-harness support: errors, offline mode, task resolution, result summaries.
+r"""lm-evaluation-harness support: errors, offline mode, task resolution, result summaries.
 
 lm-eval is an optional dependency (``pip install 'llm-surgeon[eval]'``) imported lazily,
 so importing this module never needs it. The errors are :class:`ConfigError`\ s: they are
@@ -7,13 +7,10 @@ raised while checking a run, before any weights are loaded (CLI exit code 2).
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import functools
-import importlib
 import math
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
@@ -21,7 +18,6 @@ from typing import Any
 from llm_surgeon.errors import ConfigError
 
 INSTALL_HINT = "pip install 'llm-surgeon[eval]'"
-_OFFLINE_ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")
 _LOCAL_BUILDERS = {"json", "csv", "parquet", "text", "arrow"}
 
 
@@ -108,41 +104,6 @@ def require_lm_eval() -> ModuleType:
             f"Downstream evaluation needs lm-evaluation-harness: {INSTALL_HINT}"
         ) from exc
     return lm_eval
-
-
-@contextlib.contextmanager
-def hub_offline(enabled: bool = True) -> Iterator[None]:
-    """Switch the Hugging Face hub off (env vars and already-imported flags), then restore."""
-    if not enabled:
-        yield
-        return
-    saved_env = {k: os.environ.get(k) for k in _OFFLINE_ENV}
-    # huggingface_hub and datasets read these env vars once, at import; patch their copies too.
-    patched: list[tuple[ModuleType, str, Any]] = []
-    targets = (
-        ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
-        ("datasets.config", "HF_HUB_OFFLINE"),
-        ("datasets.config", "HF_DATASETS_OFFLINE"),
-    )
-    os.environ.update(dict.fromkeys(_OFFLINE_ENV, "1"))
-    try:
-        for mod_name, attr in targets:
-            try:
-                mod = importlib.import_module(mod_name)
-            except ImportError:
-                continue
-            if hasattr(mod, attr):
-                patched.append((mod, attr, getattr(mod, attr)))
-                setattr(mod, attr, True)
-        yield
-    finally:
-        for mod, attr, value in reversed(patched):
-            setattr(mod, attr, value)
-        for key, value in saved_env.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 @functools.lru_cache(maxsize=8)

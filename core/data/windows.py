@@ -122,20 +122,25 @@ def split_windows(ids: Tensor, seqlen: int, limit: int | None = None) -> Tensor:
     return ids[: n * seqlen].reshape(n, seqlen)
 
 
-def eval_windows(tokenizer: PreTrainedTokenizerBase, ev: EvalConfig) -> Tensor:
+def eval_windows(tokenizer: PreTrainedTokenizerBase, ev: EvalConfig,
+                 info: dict[str, Any] | None = None) -> Tensor:
     """Evaluation windows: the split joined as one string, tokenised once, cut in order.
 
     Args:
         tokenizer: the model's tokenizer.
         ev: dataset, window length and optional limit on the number of windows.
+        info: if given, updated with :func:`load_text`'s info (``source``...) and
+            ``bos_token_id``.
 
     Returns:
         ``(n_windows, seqlen)`` int64 token ids on the CPU: the first ``ev.windows``
         (all if ``None``) non-overlapping windows, each ``[BOS] + seqlen - 1`` stream
         tokens when :func:`window_bos` gives a prefix.
     """
-    text, _ = load_text(ev.data)
+    text, text_info = load_text(ev.data)
     bos = window_bos(tokenizer, ev.bos)
+    if info is not None:
+        info.update(text_info, bos_token_id=bos)
     if bos is not None and ev.seqlen < 2:
         raise ConfigError("windows that start with a BOS token need seqlen >= 2")
     chunks = split_windows(_stream(tokenizer, text, bos), ev.seqlen - (bos is not None), ev.windows)

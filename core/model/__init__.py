@@ -12,8 +12,8 @@ from llm_surgeon.model.adapters import (
     adapter_for,
     is_transposed_linear,
 )
-from llm_surgeon.model.couplings import Coupling, Member
 from llm_surgeon.model.aliases import ALIASES, ModelAlias
+from llm_surgeon.model.couplings import Coupling, Member
 from llm_surgeon.model.loading import (
     ModelSource,
     context_length,

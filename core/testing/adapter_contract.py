@@ -165,8 +165,11 @@ def check_propagation(model: nn.Module, adapter: ArchitectureAdapter, tokens: Te
             h.remove()
     for true_sequential in (False, True):
         fed: dict[str, _Inputs] = {}
-        propagate(model, adapter, batches, make_stat=_Inputs, true_sequential=true_sequential,
-                  prune=lambda pm, stat: fed.__setitem__(pm.name, stat))
+
+        def keep(pm: PrunableModule, stat: _Inputs, fed: dict[str, _Inputs] = fed) -> None:
+            fed[pm.name] = stat
+
+        propagate(model, adapter, batches, make_stat=_Inputs, true_sequential=true_sequential, prune=keep)
         for pm in modules:
             assert pm.name in fed, f"propagation never fed {pm.name}"
             got, want = torch.cat(fed[pm.name].xs), torch.cat(own[pm.name])

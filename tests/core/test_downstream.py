@@ -11,7 +11,11 @@ import torch
 
 from llm_surgeon import cli
 from llm_surgeon.data.config import TasksConfig
-from llm_surgeon.data.tasks_support import EvalDependencyError, TaskDataUnavailableError, TaskNotFoundError
+from llm_surgeon.data.tasks_support import (
+    EvalDependencyError,
+    TaskDataUnavailableError,
+    TaskNotFoundError,
+)
 from llm_surgeon.errors import ConfigError
 
 lm_eval = pytest.importorskip("lm_eval")

@@ -14,12 +14,12 @@ import torch
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.model import (
     ModelSource,
+    aliases,
     load_model,
     load_model_config,
     resolve_model_path,
     save_model,
 )
-from llm_surgeon.model import aliases
 from llm_surgeon.model import loading as models
 
 
