@@ -222,6 +222,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                     row["peak_gpu_mb"] = outcome["report"]["peak_gpu_mb"]
                 if result["dense_ppl"] is None:
                     result["dense_ppl"] = row["ppl_before"]
+                    result["data_sources"] = {
+                        section: outcome["report"].get(section, {}).get("source")
+                        for section in ("calibration", "evaluation")}
             else:
                 row.update(status="failed", shots=config.shots, error=outcome["error"])
         result["runs"].append(row)

@@ -12,12 +12,14 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data`` and ``--data-dir`` (shared by ``eval`` and ``prune``; default ``None``)."""
     parser.add_argument(
         "--data", default=None, metavar="NAME",
-        help="dataset: wikitext2 (default) or text (local text files given by --data-dir)",
+        help="dataset: wikitext2 (default), wikitext2-bundled (the copy shipped with llm-surgeon: "
+        "validation and test) or text (local text files given by --data-dir)",
     )
     parser.add_argument(
         "--data-dir", default=None, metavar="DIR",
         help="folder with wiki.{train,valid,test}.raw (or a text file / folder for --data text); "
-        "without it WikiText-2 is downloaded from the Hugging Face hub",
+        "without it WikiText-2 comes from the Hugging Face hub, its cache, or (hub not reachable) "
+        "the shipped copy",
     )
 
 

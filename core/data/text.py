@@ -168,11 +168,12 @@ def load_text(data: DataConfig) -> tuple[str, dict[str, Any]]:
     text, source = _load_split(data, split)
     info: dict[str, Any] = {"dataset": dataset, "split": split, "split_used": split}
     if text is None and split == "train":
+        missing_in = source
         text, source = _load_split(data, "validation")
         if text is not None:
             info["split_used"] = "validation"
             info["note"] = "train split not available; using validation"
-            logger.warning("%s: train split not found in %s; using validation", dataset, source)
+            logger.warning("%s: train split not found in %s; using validation", dataset, missing_in)
     if text is None:
         raise ConfigError(f"{dataset}: no {split} split in {source}")
     info["source"] = source
