@@ -8,7 +8,7 @@ from llm_surgeon.model import Member
 from llm_surgeon.plugins.architectures.gpt2 import GPT2Adapter
 from llm_surgeon.plugins.architectures.llama import LlamaAdapter
 from llm_surgeon.plugins.architectures.phi3 import Phi3Adapter
-from llm_surgeon.pruning import layerwise
+from llm_surgeon.pruning import layer_inputs
 from llm_surgeon.testing import TINY_FAMILIES, check_adapter, tiny_config, tiny_model
 from llm_surgeon.testing.adapter_contract import check_modules, check_propagation
 from llm_surgeon.testing.coupling_check import check_couplings
@@ -84,6 +84,6 @@ def test_contract_catches_propagation_with_the_first_layers_arguments(monkeypatc
     model = tiny_model("gemma3")
     adapter = adapter_for(model)
     check_propagation(model, adapter, random_tokens(model))
-    monkeypatch.setattr(layerwise, "_same", lambda a, b: True)
+    monkeypatch.setattr(layer_inputs, "_same", lambda a, b: True)
     with pytest.raises(AssertionError, match="propagated inputs differ"):
         check_propagation(model, adapter, random_tokens(model))
