@@ -37,7 +37,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"# Comparison on `{result['model']}`",
         "",
         f"Calibration: {s['calibration']['nsamples']} × {s['calibration']['seqlen']} tokens "
-        f"({s['calibration']['data']['dataset']} {s['calibration']['data']['split']}, "
+        f"({s['calibration']['data'].get('dataset', 'wikitext2')} {s['calibration']['data']['split']}, "
         f"seed {s['calibration']['seed']}); "
         f"evaluation: {s['evaluation']['windows'] or 'all'} windows of {s['evaluation']['seqlen']} "
         f"({s['evaluation']['data']['split']}); device {s['device']}, {s['dtype']}.",
