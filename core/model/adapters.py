@@ -162,6 +162,18 @@ class ArchitectureAdapter(ABC):
         ]
 
 
+def unsupported_message(model_type: str | None, supported: list[str]) -> str:
+    """The error for a model type without adapter: what is supported, how to write one."""
+    return (
+        f"no architecture adapter for model_type {model_type!r} (supported: {', '.join(supported)}). "
+        "To add one, subclass llm_surgeon.model.ArchitectureAdapter (decoder_layers, linear_roles, "
+        f"and couplings for structured export), register it under {model_type!r} from a "
+        "register_architectures hook of a package's `llm_surgeon` entry point, and check it with "
+        "llm_surgeon.testing.check_adapter(config); examples/gpt-neox-adapter in the repository is "
+        "a complete example (README, 'Writing a plugin')."
+    )
+
+
 def adapter_for(model: nn.Module) -> ArchitectureAdapter:
     """The registered adapter for ``model.config.model_type``, or a helpful error."""
     from llm_surgeon.registry.registry import Kind, get_registry
@@ -169,11 +181,5 @@ def adapter_for(model: nn.Module) -> ArchitectureAdapter:
     model_type = getattr(getattr(model, "config", None), "model_type", None)
     registry = get_registry()
     if model_type not in registry.names(Kind.ARCHITECTURE):
-        raise UnsupportedArchitectureError(
-            f"no architecture adapter for model_type {model_type!r} "
-            f"(supported: {', '.join(registry.names(Kind.ARCHITECTURE))}). "
-            "Add one by subclassing llm_surgeon.model.ArchitectureAdapter and registering it "
-            "under that model_type from a plugin's register_architectures hook (see README, "
-            "'Writing a plugin')."
-        )
+        raise UnsupportedArchitectureError(unsupported_message(model_type, registry.names(Kind.ARCHITECTURE)))
     return registry.get(Kind.ARCHITECTURE, model_type).create()
