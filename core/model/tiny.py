@@ -31,7 +31,7 @@ def tiny_config(family: str = "llama", *, hidden: int = 16, intermediate: int = 
                               attention_bias=bias, mlp_bias=bias)
     if family in ("mistral", "qwen2", "phi3"):
         cls = {"mistral": tf.MistralConfig, "qwen2": tf.Qwen2Config, "phi3": tf.Phi3Config}[family]
-        extra = {"pad_token_id": 0} if family == "phi3" else {}
+        extra = {"pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2} if family == "phi3" else {}
         return cls(**common, intermediate_size=intermediate, num_key_value_heads=2, **extra)
     if family == "opt":
         return tf.OPTConfig(vocab_size=vocab, hidden_size=hidden, num_hidden_layers=layers,

@@ -94,3 +94,19 @@ def test_pruning_gives_the_same_masks_and_weights(pair, method, structure):
         torch.testing.assert_close(s.pm.weight, t.pm.weight, rtol=1e-9, atol=1e-10)
     with torch.no_grad():
         torch.testing.assert_close(model(tokens).logits, twin(tokens).logits, rtol=1e-9, atol=1e-9)
+
+
+def test_lora_on_conv1d_keeps_a_row_col_mask_exact():
+    """LoRA adapters on Conv1D (peft's fan_in_fan_out layout) stay inside the live rows and
+    columns: merging them changes no logit, and the masked weights stay zero."""
+    import attrs
+
+    from llm_surgeon.methods.loop import lora_hook, run_shots
+
+    model = tiny_model("gpt2")
+    method, session = make_session(model, method="surgeon", structure="row-col", target_size=0.8)
+    session.config = attrs.evolve(session.config, lora=attrs.evolve(session.config.lora, enabled=True,
+                                                                    steps_per_shot=3))
+    lora = run_shots(method, session, hooks=[lora_hook])[-1].info["lora"]
+    assert lora["merge_logit_change"]["max_abs"] < 1e-5 and lora["merge_dropped_delta"] == 0.0
+    assert all(torch.all(s.pm.weight[~s.mask] == 0) for s in session.states)
