@@ -20,7 +20,8 @@ and checks, raising ``AssertionError`` with the module's name at the first breac
    and the last layer's propagated output equals the model's.
 3. ``couplings``: every declared coupling is exact (:mod:`.coupling_check`).
 4. ``methods``: every registered method with every structure it supports prunes to
-   its target (:func:`check_prune`: sizes, zeros, shrinking masks, finite logits).
+   its target in 2 shots (1 for methods whose default is one shot) (:func:`check_prune`:
+   sizes, zeros, shrinking masks, finite logits).
 5. ``round trip``: a pruned model saved with :func:`llm_surgeon.save_model` reloads with
    plain transformers with equal logits and the same zeros.
 6. ``compact export``: when :mod:`llm_surgeon.export` exists (skipped otherwise).
@@ -181,17 +182,19 @@ def check_propagation(model: nn.Module, adapter: ArchitectureAdapter, tokens: Te
     torch.testing.assert_close(torch.cat(inputs.hidden), torch.cat(last_out), rtol=1e-10, atol=1e-10)
 
 
-def _combinations(structures: Sequence[str], methods: Sequence[str] | None) -> list[tuple[str, str]]:
+def _combinations(structures: Sequence[str], methods: Sequence[str] | None) -> list[tuple[str, str, int]]:
+    """``(method, structure, shots)`` for every structure each method supports; 2 shots
+    unless the method has its own default (the one-shot layer-wise methods)."""
     from llm_surgeon.pruning.nm import structure_request
 
     registry = get_registry()
     out = []
     for method in methods if methods is not None else registry.names(Kind.METHOD):
-        supported = registry.get(Kind.METHOD, method).create().structures
+        created = registry.get(Kind.METHOD, method).create()
         for structure in structures:
             name, _ = structure_request(structure, {})
-            if supported is None or name in supported:
-                out.append((method, structure))
+            if created.structures is None or name in created.structures:
+                out.append((method, structure, created.default_shots or 2))
     return out
 
 
@@ -234,10 +237,10 @@ def check_adapter(model_or_config: Any, *, structures: Sequence[str] = DEFAULT_S
     report.checks["propagation"] = "ok"
     report.checks["couplings"] = check_couplings(model, adapter, tokens)
     pruned = None
-    for method, structure in _combinations(structures, methods):
+    for method, structure, shots in _combinations(structures, methods):
         target = 0.8 if structure == "row-col" else 0.5
         candidate = copy.deepcopy(model)
-        check_prune(candidate, method=method, structure=structure, target_size=target, shots=2,
+        check_prune(candidate, method=method, structure=structure, target_size=target, shots=shots,
                     calibration=tokens)
         pruned = pruned or candidate
         report.checks[f"prune {method} {structure}"] = "ok"

@@ -14,7 +14,7 @@ from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
 from llm_surgeon.model.state import ModuleState
 from llm_surgeon.model.tiny import random_tokens
-from llm_surgeon.pruning.nm import structure_request
+from llm_surgeon.pruning.nm import parse_nm, structure_request
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.registry.registry import Kind, get_registry
 from llm_surgeon.run.config import RunConfig
@@ -73,11 +73,17 @@ def check_prune(model: nn.Module, **kwargs: Any) -> PruningSession:
     """Prune ``model`` and assert the contract every method/curvature/structure must keep.
 
     Checks: each shot's size is within one candidate's worth of its target, weights
-    outside the masks are exactly zero, the masks only shrink, and the model's outputs
-    stay finite. Keyword arguments are those of :func:`make_session`.
+    outside the masks are exactly zero, the masks only shrink, an ``N:M`` run to size
+    ``1 - N/M`` leaves ``M - N`` weights in every group, and the model's outputs stay
+    finite. Keyword arguments are those of :func:`make_session`.
     """
     method, session = make_session(model, **kwargs)
     run_shots(method, session, hooks=[_ContractCheck(session)])
+    nm = parse_nm(kwargs.get("structure", "row-col"))
+    if nm is not None and kwargs.get("target_size") == 1 - nm[0] / nm[1]:
+        for state in session.states:  # the final N:M shot leaves M - N weights in each group
+            groups = state.mask.reshape(state.mask.shape[0], -1, nm[1])
+            assert (groups.sum(-1) == nm[1] - nm[0]).all(), f"{state.pm.name}: not {nm[0]}:{nm[1]}"
     with torch.no_grad():
         logits = model(random_tokens(model, 2, 8, seed=1)).logits
     assert torch.isfinite(logits).all(), "non-finite logits after pruning"
