@@ -18,7 +18,11 @@ def test_dequantised_cache_reloads_smollm2_identically(tmp_path, monkeypatch):
     source = resolve_model_path("smollm2-135m")
     folder = dequantised.lookup(Path(source.path) / source.gguf_file)
     assert folder is not None and (folder / "config.json").is_file()
+    from llm_surgeon.data.windows import window_bos
+
+    assert window_bos(tokenizer) is None  # SmolLM2 adds no BOS: its windows are unchanged
     again, tokenizer2 = load_model("smollm2-135m")  # from the cached folder
+    assert window_bos(tokenizer2) is None
     text = "The LLM Surgeon removes rows and columns."
     assert tokenizer(text).input_ids == tokenizer2(text).input_ids
     ids = torch.tensor([tokenizer(text).input_ids])
