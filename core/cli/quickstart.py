@@ -29,7 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "quickstart",
         help="prune SmolLM2-135M with surgeon and magnitude and compare (about 5 minutes)",
-        description="Prune a model to 80%% of its prunable weights (row-col) with the LLM Surgeon "
+        description="Prune a model to 80% of its prunable weights (row-col) with the LLM Surgeon "
         "(2 shots) and with magnitude pruning, and print both perplexities next to the dense one. "
         "Uses the WikiText-2 copy shipped with llm-surgeon unless --data-dir is given.",
     )
