@@ -13,6 +13,7 @@ Profiles (``python -m bench list`` prints them):
   tokens, 2 shots, 32 test windows of 512).
 * ``cpu``: 32 x 512 calibration tokens, 64 test windows of 512; the structured,
   unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
+* ``gemma3``: the ``cpu`` protocol on Gemma 3 270M (``gemma3-270m``).
 * ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
   structured pruning, the full test set) for any Hugging Face causal LM (``--model``).
 """
@@ -160,6 +161,22 @@ def _cpu() -> Profile:
     )
 
 
+def _gemma3() -> Profile:
+    """The ``cpu`` protocol on Gemma 3 270M, in the order the runs matter most."""
+    order = (("surgeon", "row-col", 0.8), ("sparsegpt", "element", 0.5), ("wanda", "element", 0.5),
+             ("surgeon", "element", 0.5), ("surgeon", "2:4", 0.5), ("sparsegpt", "2:4", 0.5),
+             ("wanda", "2:4", 0.5))
+    base = _base(nsamples=32, cal_seqlen=512, windows=64)
+    base["model"] = "gemma3-270m"
+    return Profile(
+        name="gemma3",
+        description="Gemma 3 270M (Q4_K_M GGUF) with the cpu protocol: surgeon row-col 0.8, element "
+                    "0.5, 2:4; sparsegpt and wanda 0.5 and 2:4 (hours on 2 cores)",
+        base=base,
+        runs=tuple(_run(m, st, t, _shots(m, 5)) for m, st, t in order),
+    )
+
+
 def _paper() -> Profile:
     runs: list[dict[str, Any]] = []
     for target in (0.9, 0.8, 0.7, 0.6, 0.5):
@@ -179,7 +196,8 @@ def _paper() -> Profile:
     )
 
 
-_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "paper": _paper}
+_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "gemma3": _gemma3,
+             "paper": _paper}
 
 
 def names() -> list[str]:

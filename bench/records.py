@@ -39,8 +39,30 @@ PASS_PHASES = ("passes", "eval", "lora")
 _LOCATION_KEYS = ("out", "save_model")
 
 
+#: Settings added after records existed, left out of the key at the default that
+#: reproduces those records, so that their keys stay valid: key path -> default.
+_ADDED_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("calibration", "bos"): "auto",
+    ("evaluation", "bos"): "auto",
+    ("downstream",): {"tasks": [], "tasks_dir": None, "limit": None, "num_fewshot": 0, "batch_size": 1},
+}
+
+
+def _drop_default(config: dict[str, Any], path: tuple[str, ...], default: Any) -> dict[str, Any]:
+    head, *rest = path
+    if head not in config:
+        return config
+    if rest:
+        if not isinstance(config[head], dict):
+            return config
+        return {**config, head: _drop_default(config[head], tuple(rest), default)}
+    return {k: v for k, v in config.items() if k != head} if config[head] == default else config
+
+
 def _strip_locations(config: dict[str, Any]) -> dict[str, Any]:
     config = {k: v for k, v in config.items() if k not in _LOCATION_KEYS}
+    for path, default in _ADDED_DEFAULTS.items():
+        config = _drop_default(config, path, default)
     for section in ("calibration", "evaluation"):
         if isinstance(config.get(section), dict) and isinstance(config[section].get("data"), dict):
             data = {k: v for k, v in config[section]["data"].items() if k != "data_dir"}

@@ -11,13 +11,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, UnsupportedArchitectureError
 
 #: Subcommand modules under ``llm_surgeon.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("eval", "prune", "plugins", "compare", "curvature", "curvature_figure")
+COMMANDS: tuple[str, ...] = ("quickstart", "eval", "prune", "plugins", "compare", "curvature",
+                             "curvature_figure")
 
 #: Exit codes.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN = 0, 1, 2, 3
@@ -40,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the final summary (errors still go to stderr); implies --no-progress")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
@@ -50,13 +53,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("llm_surgeon").setLevel(level)
     if verbose < 2:
         # transformers and friends are chatty at INFO.
-        for name in ("transformers", "datasets", "huggingface_hub", "urllib3", "filelock"):
+        for name in ("transformers", "datasets", "huggingface_hub", "urllib3", "filelock", "lm-eval",
+                     "lm_eval"):
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    if quiet:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read by transformers at import
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -67,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, --version, or an argparse usage error (code 2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     _setup_logging(args.verbose, args.quiet)
+    if args.quiet and hasattr(args, "no_progress"):
+        args.no_progress = True
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UnsupportedArchitectureError) as exc:

@@ -15,10 +15,12 @@ from typing import Any
 import attrs
 
 from llm_surgeon.cli.options import (
+    add_bos_argument,
     add_data_arguments,
+    add_tasks_arguments,
     comma_list,
-    disable_library_progress_bars,
     parse_options,
+    tasks_fields,
 )
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.lora.settings import LoraSettings
@@ -97,6 +99,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     d = p.add_argument_group("data")
     add_data_arguments(d)
+    add_bos_argument(d)
     d.add_argument("--calib-split", help="calibration split (default: train, else validation)")
     d.add_argument("--eval-split", help="evaluation split (default: test)")
     d.add_argument("--nsamples", type=int, help="calibration windows (default: 32)")
@@ -117,6 +120,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="allow model code from the checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_tasks_arguments(p)
     _add_lora_arguments(p)
     p.set_defaults(func=run)
 
@@ -162,6 +166,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         _set(o, f"{section}.data.data_dir", args.data_dir)
         _set(o, f"{section}.seqlen", args.seqlen)
         _set(o, f"{section}.batch_size", args.batch_size)
+        _set(o, f"{section}.bos", args.bos)
     _set(o, "calibration.data.split", args.calib_split)
     _set(o, "calibration.nsamples", args.nsamples)
     _set(o, "calibration.seed", args.seed)
@@ -171,6 +176,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_eval:
         o.setdefault("evaluation", {})["enabled"] = False
 
+    downstream = tasks_fields(args)
+    if downstream:
+        o["downstream"] = downstream
     _set(o, "lora.enabled", args.lora_enabled)
     for field in _lora_fields():
         _set(o, f"lora.{field.name}", getattr(args, f"lora_{field.name}"))
@@ -201,6 +209,10 @@ def _summary(report: dict[str, Any]) -> str:
         f"ppl before     {fmt(report.get('ppl_before'))}",
         f"ppl after      {fmt(report.get('ppl_after'))}",
     ]
+    if report.get("downstream"):
+        from llm_surgeon.data.tasks import accuracy_line
+
+        lines.append(f"tasks after    {accuracy_line(report['downstream'])}")
     if report.get("seconds_total") is not None:
         lines.append(f"seconds        {report['seconds_total']:.1f}")
     if report.get("out"):
@@ -223,8 +235,6 @@ def run(args: argparse.Namespace) -> int:
 
     from llm_surgeon.run.runner import prune
 
-    if args.no_progress:
-        disable_library_progress_bars()
     report = prune(config, progress=not args.no_progress, overwrite=overwrite)
     if args.json:
         from llm_surgeon.util.io import to_json_text

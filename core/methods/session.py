@@ -105,7 +105,7 @@ class PruningSession:
 
     def nonzero_size(self) -> float:
         """Fraction of prunable weights that are actually nonzero in the model."""
-        nz = sum(int(s.pm.module.weight.count_nonzero()) for s in self.states)
+        nz = sum(int(s.pm.weight.count_nonzero()) for s in self.states)
         return nz / self.total_weights()
 
     def __iter__(self) -> Iterator[ModuleState]:

@@ -5,11 +5,16 @@ This is the plugin-facing API for architecture adapters: subclass
 dimensions they share (:class:`Coupling`).
 """
 
-from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule, adapter_for
+from llm_surgeon.model.adapters import (
+    ArchitectureAdapter,
+    PrunableModule,
+    RolePart,
+    adapter_for,
+    is_transposed_linear,
+)
+from llm_surgeon.model.aliases import ALIASES, ModelAlias
 from llm_surgeon.model.couplings import Coupling, Member
 from llm_surgeon.model.loading import (
-    ALIASES,
-    ModelAlias,
     ModelSource,
     context_length,
     load_model,
@@ -28,8 +33,10 @@ __all__ = [
     "ModelSource",
     "ModuleState",
     "PrunableModule",
+    "RolePart",
     "adapter_for",
     "context_length",
+    "is_transposed_linear",
     "load_model",
     "load_model_config",
     "resolve_model_path",

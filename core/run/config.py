@@ -15,13 +15,13 @@ import cattrs
 from attrs import validators as v
 from cattrs.v import format_exception
 
-from llm_surgeon.data.config import CalibrationConfig, DataConfig, EvalConfig
+from llm_surgeon.data.config import CalibrationConfig, DataConfig, EvalConfig, TasksConfig
 from llm_surgeon.errors import ConfigError, validation_message
 from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.pruning.nm import check_nm
 from llm_surgeon.util.validators import fraction
 
-__all__ = ["CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig"]
+__all__ = ["CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig", "TasksConfig"]
 
 
 @attrs.frozen
@@ -40,6 +40,8 @@ class RunConfig:
         damping_g, damping_a: relative damping of the output factor ``G`` and of the
             input factor ``A``; ``None`` uses the structure's default (README, "Damping").
         update: ``full`` or ``none`` (``None``: the method's default).
+        calibration, evaluation: calibration windows; perplexity evaluation.
+        downstream: lm-eval tasks evaluated after pruning (none by default).
         device: ``cpu``, ``cuda``, ``cuda:1``...
         dtype: model dtype during pruning (``float32``, ``bfloat16``...).
         curvature_device: where curvature statistics and factors live (``None``: with the
@@ -64,6 +66,7 @@ class RunConfig:
     update: str | None = attrs.field(default=None, validator=v.optional(v.in_(["full", "none"])))
     calibration: CalibrationConfig = attrs.field(factory=CalibrationConfig)
     evaluation: EvalConfig = attrs.field(factory=EvalConfig)
+    downstream: TasksConfig = attrs.field(factory=TasksConfig)
     lora: LoraSettings = attrs.field(factory=LoraSettings)
     device: str = "cpu"
     dtype: str = "float32"

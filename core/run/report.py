@@ -25,7 +25,7 @@ def module_table(session: PruningSession) -> list[dict[str, Any]]:
             "role": s.pm.role,
             "shape": list(s.pm.shape),
             "parameters": s.pm.numel,
-            "remaining": int(s.pm.module.weight.count_nonzero()),
+            "remaining": int(s.pm.weight.count_nonzero()),
         }
         for s in session.states
     ]
@@ -43,8 +43,11 @@ def build_report(
     totals: dict[str, float],
     started: float,
     final_lora: dict[str, Any] | None,
+    evaluation_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of a finished run (``seconds_total`` and ``peak_rss_mb`` as of now)."""
+    # Parameters of the whole model, tied weights counted once (``parameters()`` dedups).
+    model_parameters = sum(p.numel() for p in session.model.parameters())
     return {
         "report_version": REPORT_VERSION,
         "model": config.model,
@@ -57,11 +60,13 @@ def build_report(
         "achieved_size": session.nonzero_size(),
         "mask_size": session.size(),
         "prunable_parameters": session.total_weights(),
+        "model_parameters": model_parameters,
+        "prunable_fraction": session.total_weights() / model_parameters,
         "shots": config.shots,
         "schedule": config.schedule,
         "seed": config.seed,
         "calibration": {**unstructure(config.calibration), **calibration_info},
-        "evaluation": unstructure(config.evaluation),
+        "evaluation": {**unstructure(config.evaluation), **(evaluation_info or {})},
         "ppl_before": ppl_before,
         "ppl_after": ppl_after,
         "shot_log": [unstructure(s) for s in shot_logs],

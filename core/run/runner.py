@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from llm_surgeon.data.perplexity import perplexity
+from llm_surgeon.data.tasks import accuracy_line, run_tasks
 from llm_surgeon.data.windows import calibration_windows, eval_windows
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.loop import lora_hook, run_shots
@@ -36,6 +37,7 @@ from llm_surgeon.run.config import RunConfig
 from llm_surgeon.run.report import build_report
 from llm_surgeon.run.validate import ResolvedRun, validate_run
 from llm_surgeon.util.io import atomic_output, check_output_folder, write_json
+from llm_surgeon.util.progress import no_progress_bars
 from llm_surgeon.util.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
@@ -51,7 +53,7 @@ def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False) 
     if config.out:
         check_output_folder(config.out, overwrite=overwrite)  # fail now, not after hours of work
     started = time.perf_counter()
-    with torch_settings(config.seed):
+    with torch_settings(config.seed), no_progress_bars(not progress):
         return _run(config, resolved, progress, overwrite, started)
 
 
@@ -135,7 +137,8 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
     calibration, calibration_info = calibration_windows(tokenizer, config.calibration)
     if calibration_info.get("note"):
         log.warning("%s", calibration_info["note"])
-    windows = eval_windows(tokenizer, config.evaluation) if config.evaluation.enabled else None
+    evaluation_info: dict[str, Any] = {}
+    windows = eval_windows(tokenizer, config.evaluation, evaluation_info) if config.evaluation.enabled else None
     evaluate = _Evaluation(config, windows, progress, totals)
     ppl_before = evaluate.dense(model)
 
@@ -159,8 +162,12 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
 
     report = build_report(config, resolved, session, shot_logs, calibration_info=calibration_info,
                           ppl_before=ppl_before, ppl_after=ppl_after, totals=totals, started=started,
-                          final_lora=final_lora)
+                          final_lora=final_lora, evaluation_info=evaluation_info)
     report["peak_rss_mb_after"] = {"load": rss_after_load}
+    if config.downstream.tasks:
+        report["downstream"] = run_tasks(model, tokenizer, config.downstream)
+        totals["downstream"] = report["downstream"]["seconds"]
+        log.info("downstream after pruning: %s", accuracy_line(report["downstream"]))
     if config.out:
         with atomic_output(config.out, overwrite=overwrite) as folder:
             if config.save_model:

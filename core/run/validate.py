@@ -130,11 +130,9 @@ def _check_model(config: RunConfig, registry: Registry) -> PretrainedConfig:
     model_type = getattr(model_config, "model_type", None)
     adapters = registry.names(Kind.ARCHITECTURE)
     if model_type not in adapters:
-        raise ConfigError(
-            f"no architecture adapter for model_type {model_type!r} (supported: {', '.join(adapters)}). "
-            "Add one by subclassing llm_surgeon.model.ArchitectureAdapter and registering it "
-            "from a plugin's register_architectures hook (see README, 'Writing a plugin')."
-        )
+        from llm_surgeon.model.adapters import unsupported_message
+
+        raise ConfigError(unsupported_message(model_type, adapters))
     limit = context_length(model_config)
     if limit is not None:
         for what, seqlen in (("calibration", config.calibration.seqlen), ("evaluation", config.evaluation.seqlen)):
@@ -206,6 +204,10 @@ def validate_run(
     check_data(config.calibration.data, "calibration")
     if config.evaluation.enabled:
         check_data(config.evaluation.data, "evaluation")
+    if config.downstream.tasks:
+        from llm_surgeon.data.tasks import check_tasks
+
+        check_tasks(config.downstream)
 
     model_config = _check_model(config, registry) if check_model else None
     return ResolvedRun(
