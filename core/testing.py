@@ -71,7 +71,8 @@ class _ContractCheck:
         self.previous = [s.mask.clone() for s in session.states]
 
     def __call__(self, session: PruningSession, shot_log: ShotLog) -> None:
-        slack = max(max(s.pm.shape) for s in session.states) / session.total_weights()
+        largest = max(session.structure.max_candidate_weights(scope) for scope in session.scopes)
+        slack = largest / session.total_weights()
         assert abs(session.size() - shot_log.target) <= slack + 1e-9, (session.size(), shot_log.target)
         for state, before in zip(session.states, self.previous, strict=True):
             w = state.pm.module.weight.detach().cpu()

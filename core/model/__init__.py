@@ -6,7 +6,7 @@ dimensions they share (:class:`Coupling`).
 """
 
 from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule, adapter_for
-from llm_surgeon.model.couplings import Coupling, Member
+from llm_surgeon.model.couplings import Coupling, Member, attention_couplings
 from llm_surgeon.model.loading import (
     ALIASES,
     ModelAlias,
@@ -29,6 +29,7 @@ __all__ = [
     "ModuleState",
     "PrunableModule",
     "adapter_for",
+    "attention_couplings",
     "context_length",
     "load_model",
     "load_model_config",

@@ -10,7 +10,7 @@ achieved size is within one candidate's worth of weights of the target.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import torch
@@ -141,3 +141,41 @@ def _resolve_ties(counter: _Counter, counts_lo: list[int], counts_hi: list[int],
             return counts
         size = new_size
     return counts
+
+
+def threshold_after(
+    candidates: Sequence[CandidateSet],
+    target_weights: int,
+    size_after: Callable[[list[dict[str, Tensor]]], int],
+    *,
+    iterations: int = 12,
+) -> tuple[list[dict[str, Tensor]], int]:
+    """A global threshold whose size *after a follow-up step* is closest to the target.
+
+    ``size_after(selections)`` is the number of weights left once the selection is
+    removed and the follow-up (dead-structure propagation) has freed more, so that
+    ``size_after <= kept``. The threshold's own target ``t`` is searched in
+    ``[target, target + 2 freed(target)]`` by bisection (the size after grows with ``t``):
+    weights the follow-up frees count toward the target instead of coming on top.
+
+    Returns:
+        The selections and their size after the follow-up.
+    """
+    selections, kept = global_threshold(candidates, target_weights)
+    after = size_after(selections)
+    best = (abs(after - target_weights), selections, after)
+    # The first midpoint is the fixed-point guess ``target + freed(target)``.
+    lo, hi = target_weights, target_weights + 2 * (kept - after) + 1
+    for _ in range(iterations):
+        if after == target_weights or hi - lo <= 1:
+            break
+        mid = (lo + hi) // 2
+        selections, _ = global_threshold(candidates, mid)
+        after = size_after(selections)
+        if abs(after - target_weights) < best[0]:
+            best = (abs(after - target_weights), selections, after)
+        if after > target_weights:
+            hi = mid
+        else:
+            lo = mid
+    return best[1], best[2]
