@@ -73,7 +73,8 @@ class _ContractCheck:
     def __call__(self, session: PruningSession, shot_log: ShotLog) -> None:
         largest = max(session.structure.max_candidate_weights(scope) for scope in session.scopes)
         slack = largest / session.total_weights()
-        assert abs(session.size() - shot_log.target) <= slack + 1e-9, (session.size(), shot_log.target)
+        size = session.real_size() if session.structure.size_measure == "real" else session.size()
+        assert abs(size - shot_log.target) <= slack + 1e-9, (size, shot_log.target)
         for state, before in zip(session.states, self.previous, strict=True):
             w = state.pm.module.weight.detach().cpu()
             assert torch.all(w[~state.mask] == 0), f"{state.pm.name}: masked weights are not zero"
@@ -84,7 +85,8 @@ class _ContractCheck:
 def check_prune(model: nn.Module, **kwargs: Any) -> PruningSession:
     """Prune ``model`` and assert the contract every method/curvature/structure must keep.
 
-    Checks: each shot's size is within one candidate's worth of its target, weights
+    Checks: each shot's size (by the structure's ``size_measure``) is within one
+    candidate's worth of its target (``Structure.max_candidate_weights``), weights
     outside the masks are exactly zero, the masks only shrink, and the model's outputs
     stay finite. Keyword arguments are those of :func:`make_session`.
     """

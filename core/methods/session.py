@@ -115,7 +115,7 @@ class PruningSession:
 
     def real_parameters(self) -> int:
         """Prunable weights a compact export would store (:mod:`llm_surgeon.pruning.compact`)."""
-        return real_parameters(self.states, self.couplings)
+        return real_parameters({s.pm.name: s.mask.cpu() for s in self.states}, self.couplings)
 
     def real_size(self) -> float:
         """Fraction of prunable weights a compact export would store: whole MLP neurons and

@@ -22,6 +22,7 @@ from llm_surgeon.curvature.types import Curvature
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods.base import ShotLog
 from llm_surgeon.methods.session import PruningSession
+from llm_surgeon.pruning.compact import real_parameters
 from llm_surgeon.pruning.dead import Layout, propagate_layout, remove_dead
 from llm_surgeon.pruning.structures import CandidateSet, Scope
 from llm_surgeon.pruning.threshold import global_threshold, threshold_after
@@ -98,12 +99,16 @@ def select(session: PruningSession, candidates: Sequence[CandidateSet], target_s
 
     When the structure propagates (:attr:`~llm_surgeon.pruning.Structure.propagates`),
     the weights that dead-structure propagation will free after the removal count
-    toward the target (:func:`~llm_surgeon.pruning.threshold.threshold_after`).
+    toward the target; with ``size_measure == "real"`` the target is on the real
+    (compact-export) size. Both search the threshold's own target
+    (:func:`~llm_surgeon.pruning.threshold.threshold_after`) on the structure's
+    predicted masks (:meth:`~llm_surgeon.pruning.Structure.masks_after`).
     """
     target_weights = round(target_size * session.total_weights())
-    if not propagates(session):
+    if not (propagates(session) or session.structure.size_measure == "real"):
         return global_threshold(candidates, target_weights)[0]
-    return threshold_after(candidates, target_weights, partial(size_after, session))[0]
+    return threshold_after(candidates, target_weights, partial(size_after, session),
+                           upper=session.remaining_weights())[0]
 
 
 def propagates(session: PruningSession) -> bool:
@@ -112,12 +117,16 @@ def propagates(session: PruningSession) -> bool:
 
 
 def size_after(session: PruningSession, selections: Sequence[dict[str, Tensor]]) -> int:
-    """Weights left once ``selections`` are removed and the dead structures with them."""
+    """The size, by the structure's measure, once ``selections`` and the dead structures go."""
     masks = {}
     for scope, selected in zip(session.scopes, selections, strict=True):
         for state, mask in zip(scope.states, session.structure.masks_after(scope, selected), strict=True):
             masks[state.pm.name] = mask
-    layout = propagate_layout(Layout.of(session.states, masks), session.couplings)
+    layout = Layout.of(session.states, masks)
+    if propagates(session):
+        propagate_layout(layout, session.couplings)
+    if session.structure.size_measure == "real":
+        return real_parameters(layout.masks, session.couplings)
     return sum(int(m.sum()) for m in layout.masks.values())
 
 

@@ -19,22 +19,24 @@ Biases are not prunable weights and are not counted. Scattered single weights
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 
 from llm_surgeon.model.couplings import Coupling
-from llm_surgeon.model.state import ModuleState
 
 
-def removed_lines(states: Sequence[ModuleState], couplings: Sequence[Coupling]
+def removed_lines(masks: Mapping[str, torch.Tensor], couplings: Sequence[Coupling]
                   ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Rows and columns of each module dropped with whole dimensions (rule 1).
+
+    Args:
+        masks: module -> ``(d_out, d_w)`` bool, ``True`` where alive (CPU).
+        couplings: the adapter's couplings.
 
     Returns:
         module -> ``(rows (d_out,), cols (d_w,))`` bool.
     """
-    masks = {s.pm.name: s.mask.cpu() for s in states}
     lines = {name: (torch.zeros(m.shape[0], dtype=torch.bool), torch.zeros(m.shape[1], dtype=torch.bool))
              for name, m in masks.items()}
     for c in couplings:
@@ -59,7 +61,12 @@ def module_parameters(mask: torch.Tensor, rows_gone: torch.Tensor, cols_gone: to
     return min(kept_rows * kept_cols, indexed)
 
 
-def real_parameters(states: Sequence[ModuleState], couplings: Sequence[Coupling]) -> int:
-    """Prunable weights a compact export of the modules would store (module docstring)."""
-    lines = removed_lines(states, couplings)
-    return sum(module_parameters(s.mask.cpu(), *lines[s.pm.name]) for s in states)
+def real_parameters(masks: Mapping[str, torch.Tensor], couplings: Sequence[Coupling]) -> int:
+    """Prunable weights a compact export of the modules would store (module docstring).
+
+    Args:
+        masks: module -> ``(d_out, d_w)`` bool, ``True`` where alive (CPU).
+        couplings: the adapter's couplings.
+    """
+    lines = removed_lines(masks, couplings)
+    return sum(module_parameters(mask, *lines[name]) for name, mask in masks.items())

@@ -92,6 +92,13 @@ class Structure(ABC):
         return None
 
     @property
+    def size_measure(self) -> str:
+        """What the shot targets count: ``weights`` (alive prunable weights) or ``real``
+        (the prunable weights of a compact export, :mod:`llm_surgeon.pruning.compact`;
+        needs :meth:`masks_after`)."""
+        return "weights"
+
+    @property
     def propagates(self) -> bool:
         """Whether runs remove dead structures after every shot (:mod:`llm_surgeon.pruning.dead`).
 

@@ -145,37 +145,53 @@ def _resolve_ties(counter: _Counter, counts_lo: list[int], counts_hi: list[int],
 
 def threshold_after(
     candidates: Sequence[CandidateSet],
-    target_weights: int,
+    target: int,
     size_after: Callable[[list[dict[str, Tensor]]], int],
     *,
-    iterations: int = 12,
+    upper: int,
+    iterations: int = 16,
 ) -> tuple[list[dict[str, Tensor]], int]:
-    """A global threshold whose size *after a follow-up step* is closest to the target.
+    """A global threshold whose size *as measured after a follow-up* is closest to ``target``.
 
-    ``size_after(selections)`` is the number of weights left once the selection is
-    removed and the follow-up (dead-structure propagation) has freed more, so that
-    ``size_after <= kept``. The threshold's own target ``t`` is searched in
-    ``[target, target + 2 freed(target)]`` by bisection (the size after grows with ``t``):
-    weights the follow-up frees count toward the target instead of coming on top.
+    ``size_after(selections)`` measures the model once the selection is removed and a
+    follow-up has run: dead-structure propagation frees more weights (so the weights
+    it frees count toward the target instead of coming on top), and the size may be
+    counted differently (the parameters of a compact export). It must grow with the
+    threshold's own target ``t`` (weights kept by the selection), which is searched in
+    ``[0, upper]``: a first step of the size's error from ``t = target``, doubled until
+    the target is bracketed, then bisection.
 
     Returns:
-        The selections and their size after the follow-up.
+        The selections and their measured size.
     """
-    selections, kept = global_threshold(candidates, target_weights)
-    after = size_after(selections)
-    best = (abs(after - target_weights), selections, after)
-    # The first midpoint is the fixed-point guess ``target + freed(target)``.
-    lo, hi = target_weights, target_weights + 2 * (kept - after) + 1
+    best: tuple[int, list[dict[str, Tensor]], int] | None = None
+
+    def measure(t: int) -> int:
+        nonlocal best
+        selections, _ = global_threshold(candidates, t)
+        size = size_after(selections)
+        if best is None or abs(size - target) < best[0]:
+            best = (abs(size - target), selections, size)
+        return size
+
+    t, size = target, measure(target)
+    below = t if size <= target else None  # a threshold target measured at or below the target
+    above = t if size > target else None
+    step = target - size
     for _ in range(iterations):
-        if after == target_weights or hi - lo <= 1:
+        if size == target or (below is not None and above is not None and above - below <= 1):
             break
-        mid = (lo + hi) // 2
-        selections, _ = global_threshold(candidates, mid)
-        after = size_after(selections)
-        if abs(after - target_weights) < best[0]:
-            best = (abs(after - target_weights), selections, after)
-        if after > target_weights:
-            hi = mid
+        if below is not None and above is not None:
+            t = (below + above) // 2
         else:
-            lo = mid
+            nxt = min(max(t + step, 0), upper)
+            if nxt == t:
+                break
+            t, step = nxt, 2 * step
+        size = measure(t)
+        if size <= target:
+            below = t if below is None else max(below, t)
+        else:
+            above = t if above is None else min(above, t)
+    assert best is not None
     return best[1], best[2]

@@ -28,7 +28,7 @@ from llm_surgeon.errors import ConfigError
 from llm_surgeon.model import ArchitectureAdapter
 from llm_surgeon.plugins.structures.dim_costs import dimension_costs, owned, removal_lines
 from llm_surgeon.plugins.structures.dim_units import Implied, Units, build_units
-from llm_surgeon.plugins.structures.row_col import remove_rows_cols
+from llm_surgeon.plugins.structures.row_col import SIZE_MEASURES, remove_rows_cols
 from llm_surgeon.pruning import (
     CandidateSet,
     Coupling,
@@ -53,6 +53,8 @@ class DimsConfig:
         min_heads: query heads every layer keeps at least.
         normalize: threshold on the cost per removed weight (``True``) or on the cost
             of each candidate (``False``).
+        size: what the targets count, ``weights`` or ``real`` (see ``row-col``; the two
+            differ only where propagation or pre-existing zeros leave scattered lines).
     """
 
     multiple: int = attrs.field(default=1, validator=[attrs.validators.instance_of(int),
@@ -60,6 +62,7 @@ class DimsConfig:
     min_width: int = attrs.field(default=0, validator=_NON_NEGATIVE)
     min_heads: int = attrs.field(default=0, validator=_NON_NEGATIVE)
     normalize: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    size: str = attrs.field(default="weights", validator=attrs.validators.in_(SIZE_MEASURES))
 
 
 class DimsStructure(Structure):
@@ -80,6 +83,10 @@ class DimsStructure(Structure):
     @property
     def propagates(self) -> bool:
         return True
+
+    @property
+    def size_measure(self) -> str:
+        return self.config.size
 
     def scopes(self, states: Sequence[ModuleState], adapter: ArchitectureAdapter,
                couplings: Sequence[Coupling] = ()) -> list[Scope]:

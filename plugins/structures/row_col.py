@@ -28,6 +28,10 @@ from llm_surgeon.pruning import (
 )
 
 
+#: Values of the ``size`` option of structures: what shot targets count.
+SIZE_MEASURES = ("weights", "real")
+
+
 @attrs.frozen
 class RowColConfig:
     """Options of the ``row-col`` structure.
@@ -35,9 +39,13 @@ class RowColConfig:
     Attributes:
         propagate: remove dead structures after every shot (MLP neurons, value/output
             and key/query rows left without a reader or a writer); exact, on by default.
+        size: what the targets count: ``weights`` (alive prunable weights) or ``real``
+            (the prunable weights of a compact export: whole neurons and heads dropped,
+            scattered rows and columns stored with index vectors where that is smaller).
     """
 
     propagate: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    size: str = attrs.field(default="weights", validator=attrs.validators.in_(SIZE_MEASURES))
 
 
 def remove_rows_cols(state: ModuleState, solvers: Solvers, rows: Tensor, cols: Tensor,
@@ -92,6 +100,10 @@ class RowColStructure(Structure):
     @property
     def propagates(self) -> bool:
         return self.config.propagate
+
+    @property
+    def size_measure(self) -> str:
+        return self.config.size
 
     def masks_after(self, scope: Scope, selected: dict[str, Tensor]) -> list[Tensor]:
         mask = scope.state.mask.cpu()
