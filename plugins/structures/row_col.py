@@ -27,7 +27,6 @@ from llm_surgeon.pruning import (
     UpdateMode,
 )
 
-
 #: Values of the ``size`` option of structures: what shot targets count.
 SIZE_MEASURES = ("weights", "real")
 

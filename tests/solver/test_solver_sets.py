@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 import torch
-from solver_cases import F64, close, constrained_optimum, dense_of, kron_curvature, random_theta, solve
+from solver_cases import (
+    F64,
+    close,
+    constrained_optimum,
+    dense_of,
+    kron_curvature,
+    random_theta,
+    solve,
+)
 
 from llm_surgeon.curvature import DiagonalCurvature
 from llm_surgeon.solver import Damping

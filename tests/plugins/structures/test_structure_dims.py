@@ -7,10 +7,8 @@ import torch
 from model_cases import FAMILIES, LiveOracle, model_case, random_solvers
 from structure_cases import close
 
-from llm_surgeon.errors import ConfigError
 from llm_surgeon.plugins.structures.dim_costs import dimension_costs
 from llm_surgeon.plugins.structures.dims import DimsConfig, DimsStructure
-from llm_surgeon.pruning import UpdateMode
 
 
 def _member_removed(state, member, candidate: int) -> torch.Tensor:
