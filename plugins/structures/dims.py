@@ -74,6 +74,7 @@ class DimsStructure(Structure):
 
     default_damping_g = 0.1
     default_damping_a = 0.1
+    needs_couplings = True
 
     def __init__(self, config: DimsConfig | None = None):
         self.config = config or DimsConfig()

@@ -205,3 +205,24 @@ def test_config_is_validated_and_layer_wise_methods_refuse_dims():
     for method in ("sparsegpt", "wanda"):
         with pytest.raises(ConfigError, match=r"does not support structure 'dims'"):
             validate_run(RunConfig(model="smollm2-135m", method=method, structure="dims"), check_model=False)
+
+
+def test_dims_needs_an_adapter_with_couplings_before_loading():
+    from types import SimpleNamespace
+
+    from llm_surgeon.plugins.architectures.llama import LlamaAdapter
+    from llm_surgeon.registry import Kind, get_registry
+    from llm_surgeon.run.validate import _check_couplings
+
+    class NoCouplings(LlamaAdapter):
+        couplings = LlamaAdapter.__mro__[1].couplings  # the base class's: declares none
+
+    dims = get_registry().get(Kind.STRUCTURE, "dims")
+    _check_couplings(dims, SimpleNamespace(factory=LlamaAdapter), "llama")
+    with pytest.raises(ConfigError, match="declares none"):
+        _check_couplings(dims, SimpleNamespace(factory=NoCouplings), "phi")
+    row_col = get_registry().get(Kind.STRUCTURE, "row-col")
+    _check_couplings(row_col, SimpleNamespace(factory=NoCouplings), "phi")
+    _, adapter, states, _ = model_case("llama")
+    with pytest.raises(ConfigError, match="declare couplings"):
+        DimsStructure().scopes(states, adapter, [])
