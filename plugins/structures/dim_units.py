@@ -38,18 +38,26 @@ class Units:
     """The units of one scope and the size bookkeeping of the threshold.
 
     Attributes:
-        members: per unit, the candidate indices it removes.
+        candidates: ``(k,)`` the candidates that are in a unit, unit by unit.
+        unit: ``(k,)`` the unit of each of them.
         costs: ``(U,)`` float64 threshold costs of the units.
         removed: ``(U + 1,)`` weights removed by the first ``c`` units in cost order.
         alive: alive weights of the scope now.
         size: candidates of the coupling.
     """
 
-    members: list[Tensor]
+    candidates: Tensor
+    unit: Tensor
     costs: Tensor
     removed: Tensor
     alive: int
     size: int
+
+    @property
+    def members(self) -> list[Tensor]:
+        """Per unit, the candidate indices it removes."""
+        counts = torch.bincount(self.unit, minlength=len(self.costs)).tolist()
+        return list(torch.split(self.candidates, counts))
 
     def remaining(self, counts: dict[str, int]) -> int:
         """Weights the scope keeps when the ``counts["dims"]`` cheapest units go."""
@@ -58,8 +66,7 @@ class Units:
     def chosen(self, selected: Tensor) -> Tensor:
         """``(size,)`` bool: the candidates of the selected units."""
         out = torch.zeros(self.size, dtype=torch.bool)
-        for unit in selected.cpu().to(torch.bool).nonzero().flatten().tolist():
-            out[self.members[unit]] = True
+        out[self.candidates[selected.cpu().to(torch.bool)[self.unit]]] = True
         return out
 
 
@@ -96,46 +103,50 @@ def build_units(cost: Tensor, owned: Tensor, alive: int, *, block: int = 1, keep
     live = (owned > 0).nonzero().flatten()
     order = live[torch.sort(_key(cost[live], owned[live], normalize), stable=True).indices]
     keep = math.ceil(keep / block) * block
-    bounds = torch.tensor([0, *_unit_sizes(len(live), max(0, len(live) - keep), block)]).cumsum(0)
-    members = [order[a:b] for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)]
-    unit_cost = torch.stack([cost[m].sum() for m in members]) if members else cost[:0]
-    unit_owned = torch.stack([owned[m].sum() for m in members]) if members else owned[:0]
-    extra = torch.zeros(len(members), dtype=torch.long)
-    if implied is not None and members:
-        unit_cost, unit_owned, extra = _carry_implied(members, unit_cost, unit_owned, implied, owned)
+    sizes = torch.tensor(_unit_sizes(len(live), max(0, len(live) - keep), block), dtype=torch.long)
+    units = len(sizes)
+    unit = torch.repeat_interleave(torch.arange(units), sizes)
+    flat = order[: len(unit)]  # the cheapest candidates, unit by unit
+    unit_cost = torch.zeros(units, dtype=cost.dtype).index_add_(0, unit, cost[flat])
+    unit_owned = torch.zeros(units, dtype=torch.long).index_add_(0, unit, owned[flat].long())
+    extra = torch.zeros(units, dtype=torch.long)
+    if implied is not None and units:
+        unit_cost, extra = _carry_implied(flat, unit, unit_cost, implied, owned)
     costs = _key(unit_cost, unit_owned + extra, normalize)
-    if implied is not None and members:
-        costs = _after_group(members, costs, implied.group)
+    if implied is not None and units:
+        costs = _after_group(flat, unit, costs, implied.group)
     ranked = torch.sort(costs, stable=True).indices
     removed = torch.cat([torch.zeros(1, dtype=torch.long), (unit_owned + extra)[ranked].cumsum(0)])
-    return Units(members, costs, removed, alive, len(cost))
+    return Units(flat, unit, costs, removed, alive, len(cost))
 
 
-def _carry_implied(members: list[Tensor], unit_cost: Tensor, unit_owned: Tensor, implied: Implied,
-                   owned: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Add each group's implied cost to the last of its units, if all its alive candidates are units."""
+def _carry_implied(flat: Tensor, unit: Tensor, unit_cost: Tensor, implied: Implied,
+                   owned: Tensor) -> tuple[Tensor, Tensor]:
+    """Add each group's implied cost and weights to the last of its units (if all its alive
+    candidates are in units)."""
     unit_of = torch.full((len(owned),), -1, dtype=torch.long)
-    for u, m in enumerate(members):
-        unit_of[m] = u
-    extra = torch.zeros(len(members), dtype=torch.long)
+    unit_of[flat] = unit
+    extra = torch.zeros(len(unit_cost), dtype=torch.long)
     unit_cost = unit_cost.clone()
     for g in range(len(implied.costs)):
-        in_group = (implied.group == g) & (owned > 0)
-        units = unit_of[in_group]
+        units = unit_of[(implied.group == g) & (owned > 0)]
         if not len(units) or bool((units < 0).any()) or not int(implied.owned[g]):
             continue
         last = int(units.max())
         unit_cost[last] += implied.costs[g]
         extra[last] += implied.owned[g]
-    return unit_cost, unit_owned, extra
+    return unit_cost, extra
 
 
-def _after_group(members: list[Tensor], costs: Tensor, group: Tensor) -> Tensor:
-    """Raise each group's last unit above the group's other units, so it is selected last."""
+def _after_group(flat: Tensor, unit: Tensor, costs: Tensor, group: Tensor) -> Tensor:
+    """Raise each group's units to cost more than the group's earlier units, so that its last
+    unit (which carries the implied candidate) is selected last."""
     costs = costs.clone()
-    groups_of = [set(group[m].tolist()) for m in members]
-    for u in range(len(members)):
-        for v in range(u + 1, len(members)):
+    groups_of = [set() for _ in range(len(costs))]
+    for candidate, u in zip(flat.tolist(), unit.tolist(), strict=True):
+        groups_of[u].add(int(group[candidate]))
+    for u in range(len(costs)):
+        for v in range(u + 1, len(costs)):
             if groups_of[u] & groups_of[v] and costs[v] <= costs[u]:
                 costs[v] = torch.nextafter(costs[u], torch.tensor(math.inf, dtype=costs.dtype))
     return costs
