@@ -107,8 +107,10 @@ def select(session: PruningSession, candidates: Sequence[CandidateSet], target_s
     target_weights = round(target_size * session.total_weights())
     if not (propagates(session) or session.structure.size_measure == "real"):
         return global_threshold(candidates, target_weights)[0]
+    # As close as the plain threshold gets: within one candidate.
+    tolerance = max(session.structure.max_candidate_weights(scope) for scope in session.scopes)
     return threshold_after(candidates, target_weights, partial(size_after, session),
-                           upper=session.remaining_weights())[0]
+                           upper=session.remaining_weights(), tolerance=tolerance)[0]
 
 
 def propagates(session: PruningSession) -> bool:
@@ -127,7 +129,7 @@ def size_after(session: PruningSession, selections: Sequence[dict[str, Tensor]])
         propagate_layout(layout, session.couplings)
     if session.structure.size_measure == "real":
         return real_parameters(layout.masks, session.couplings)
-    return sum(int(m.sum()) for m in layout.masks.values())
+    return layout.alive()
 
 
 def remove(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers,

@@ -37,15 +37,21 @@ from llm_surgeon.model.state import ModuleState
 class Layout:
     """Masks, biases and weights of the modules propagation looks at (a working copy).
 
+    Masks are copied on their first change, and which rows and columns have an alive
+    weight is kept up to date as lines are removed, so the rules never rescan a mask.
+
     Attributes:
         masks: module -> ``(d_out, d_w)`` bool, ``True`` where alive (CPU).
-        biases: module -> ``(d_out,)`` float64 bias, or ``None`` (CPU).
+        biases: module -> ``(d_out,)`` float64 bias, or ``None`` (CPU; a private copy).
         weights: module -> the module's live weight tensor (read for folds only).
     """
 
     masks: dict[str, Tensor]
     biases: dict[str, Tensor | None]
     weights: dict[str, Tensor]
+    _own: set[str] = attrs.field(factory=set)
+    _rows: dict[str, Tensor] = attrs.field(factory=dict)
+    _cols: dict[str, Tensor] = attrs.field(factory=dict)
 
     @classmethod
     def of(cls, states: Sequence[ModuleState], masks: Mapping[str, Tensor] | None = None) -> Layout:
@@ -59,14 +65,41 @@ class Layout:
         layout = cls(masks={}, biases={}, weights={})
         for s in states:
             name, bias = s.pm.name, s.pm.module.bias
-            now = s.mask.cpu()
-            mask = masks.get(name, now).cpu().clone()
+            mask = masks.get(name, s.mask).cpu()
             bias = None if bias is None else bias.detach().to("cpu", torch.float64).clone()
-            if bias is not None and name in masks and bool(mask.any()):
-                bias[now.any(dim=1) & ~mask.any(dim=1)] = 0.0
             layout.masks[name], layout.biases[name] = mask, bias
             layout.weights[name] = s.pm.module.weight
+            if bias is not None and name in masks and mask is not s.mask:
+                gone = s.mask.cpu().any(dim=1) & ~layout.alive_rows(name)
+                if bool(layout.alive_rows(name).any()):
+                    bias[gone] = 0.0
         return layout
+
+    def alive(self) -> int:
+        """Alive weights of all modules."""
+        return sum(int(torch.count_nonzero(m)) for m in self.masks.values())
+
+    def changed(self) -> set[str]:
+        """Modules whose mask propagation changed."""
+        return set(self._own)
+
+    def alive_rows(self, module: str) -> Tensor:
+        """``(d_out,)`` whether each row has an alive weight."""
+        if module not in self._rows:
+            self._rows[module] = self.masks[module].any(dim=1)
+        return self._rows[module]
+
+    def alive_cols(self, module: str) -> Tensor:
+        """``(d_w,)`` whether each column has an alive weight."""
+        if module not in self._cols:
+            self._cols[module] = self.masks[module].any(dim=0)
+        return self._cols[module]
+
+    def _writable(self, module: str) -> Tensor:
+        if module not in self._own:
+            self.masks[module] = self.masks[module].clone()
+            self._own.add(module)
+        return self.masks[module]
 
     def rows_zero(self, module: str, rows: Tensor) -> Tensor:
         """Whether rows ``rows`` (any shape of indices) have no weights and no bias."""
@@ -76,11 +109,11 @@ class Layout:
 
     def weightless_rows(self, module: str, rows: Tensor) -> Tensor:
         """Whether rows ``rows`` have no alive weights (their bias may be nonzero)."""
-        return ~self.masks[module].any(dim=1)[rows]
+        return ~self.alive_rows(module)[rows]
 
     def empty_cols(self, module: str, cols: Tensor) -> Tensor:
         """Whether columns ``cols`` have no alive weights."""
-        return ~self.masks[module].any(dim=0)[cols]
+        return ~self.alive_cols(module)[cols]
 
     def bias_of(self, module: str, rows: Tensor) -> Tensor:
         """The bias at ``rows`` (zeros without a bias)."""
@@ -92,8 +125,12 @@ class Layout:
         rows = rows.flatten()
         if not len(rows):
             return False
-        changed = bool(self.masks[module][rows].any())
-        self.masks[module][rows] = False
+        live = rows[self.alive_rows(module)[rows]]
+        changed = bool(len(live))
+        if changed:
+            self._writable(module)[live] = False
+            self._rows[module][live] = False
+            self._cols.pop(module, None)  # columns may have lost their last weight
         bias = self.biases[module]
         if bias is not None:
             changed |= bool((bias[rows] != 0).any())
@@ -105,17 +142,21 @@ class Layout:
         cols = cols.flatten()
         if not len(cols):
             return False
-        mask = self.masks[module]
+        alive = self.alive_cols(module)[cols]
         if values is not None:
-            values = values.flatten()
-            live = mask[:, cols].any(dim=0) & (values != 0)
-            if bool(live.any()):
-                w = self.weights[module].detach()[:, cols[live].to(self.weights[module].device)]
-                w = w.to("cpu", torch.float64) * mask[:, cols[live]]
-                self.biases[module] += w @ values[live]
-        changed = bool(mask[:, cols].any())
-        mask[:, cols] = False
-        return changed
+            fold = alive & (values.flatten() != 0)
+            if bool(fold.any()):
+                idx = cols[fold]
+                w = self.weights[module].detach()[:, idx.to(self.weights[module].device)]
+                w = w.to("cpu", torch.float64) * self.masks[module][:, idx]
+                self.biases[module] += w @ values.flatten()[fold]
+        live = cols[alive]
+        if not len(live):
+            return False
+        self._writable(module)[:, live] = False
+        self._cols[module][live] = False
+        self._rows.pop(module, None)
+        return True
 
 
 def _generic(layout: Layout, coupling: Coupling) -> bool:
@@ -228,9 +269,9 @@ def count_dead(states: Sequence[ModuleState], couplings: Sequence[Coupling],
                masks: Mapping[str, Tensor] | None = None) -> int:
     """Alive weights (by ``masks``, default the states' masks) that propagation would free."""
     layout = Layout.of(states, masks)
-    before = sum(int(m.sum()) for m in layout.masks.values())
+    before = layout.alive()
     propagate_layout(layout, couplings)
-    return before - sum(int(m.sum()) for m in layout.masks.values())
+    return before - layout.alive()
 
 
 @torch.no_grad()
@@ -243,12 +284,14 @@ def remove_dead(states: Sequence[ModuleState], couplings: Sequence[Coupling]) ->
     if not couplings:
         return 0
     layout = propagate_layout(Layout.of(states), couplings)
+    changed = layout.changed()
     freed = 0
     for s in states:
-        mask = layout.masks[s.pm.name]
-        freed += s.remaining - int(mask.sum())
-        s.mask = mask.to(s.mask.device)
-        s.apply_mask()
+        if s.pm.name in changed:
+            mask = layout.masks[s.pm.name]
+            freed += s.remaining - int(torch.count_nonzero(mask))
+            s.mask = mask.to(s.mask.device)
+            s.apply_mask()
         bias = layout.biases[s.pm.name]
         if bias is not None:
             s.pm.module.bias.copy_(bias.to(s.pm.module.bias.dtype))

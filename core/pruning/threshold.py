@@ -149,6 +149,7 @@ def threshold_after(
     size_after: Callable[[list[dict[str, Tensor]]], int],
     *,
     upper: int,
+    tolerance: int = 0,
     iterations: int = 16,
 ) -> tuple[list[dict[str, Tensor]], int]:
     """A global threshold whose size *as measured after a follow-up* is closest to ``target``.
@@ -159,7 +160,8 @@ def threshold_after(
     counted differently (the parameters of a compact export). It must grow with the
     threshold's own target ``t`` (weights kept by the selection), which is searched in
     ``[0, upper]``: a first step of the size's error from ``t = target``, doubled until
-    the target is bracketed, then bisection.
+    the target is bracketed, then bisection, until the measured size is within
+    ``tolerance`` weights of the target (or ``iterations`` more thresholds were tried).
 
     Returns:
         The selections and their measured size.
@@ -179,7 +181,7 @@ def threshold_after(
     above = t if size > target else None
     step = target - size
     for _ in range(iterations):
-        if size == target or (below is not None and above is not None and above - below <= 1):
+        if abs(size - target) <= tolerance or (below is not None and above is not None and above - below <= 1):
             break
         if below is not None and above is not None:
             t = (below + above) // 2

@@ -23,7 +23,7 @@ def owned(coupling: Coupling, states: Mapping[str, ModuleState]) -> Tensor:
     total = torch.zeros(coupling.size, dtype=torch.long)
     for m in coupling.members:
         mask = states[m.module].mask.cpu()
-        per_line = mask.sum(dim=1) if m.axis == "row" else mask.sum(dim=0)
+        per_line = torch.count_nonzero(mask, dim=1 if m.axis == "row" else 0)
         total += per_line[m.index(coupling.size)].sum(dim=1)
     return total
 

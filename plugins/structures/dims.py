@@ -79,7 +79,7 @@ class DimsStructure(Structure):
     def __init__(self, config: DimsConfig | None = None):
         self.config = config or DimsConfig()
         # Units of each scope's last candidates() call, for masks_after() and apply().
-        self._units: dict[str, tuple[tuple[int, ...], Units]] = {}
+        self._units: dict[str, tuple[tuple[tuple[int, int], ...], Units]] = {}
 
     @property
     def propagates(self) -> bool:
@@ -136,8 +136,9 @@ class DimsStructure(Structure):
                            normalize=self.config.normalize, implied=implied)
 
     @staticmethod
-    def _key(scope: Scope) -> tuple[int, ...]:
-        return tuple(s.remaining for s in scope.states)
+    def _key(scope: Scope) -> tuple[tuple[int, int], ...]:
+        """Identifies the scope's masks: a changed or replaced mask invalidates its units."""
+        return tuple((id(s.mask), s.mask._version) for s in scope.states)
 
     def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
         units = self._build(scope, solvers)
@@ -177,11 +178,7 @@ class DimsStructure(Structure):
 
     def masks_after(self, scope: Scope, selected: dict[str, Tensor]) -> list[Tensor]:
         removal = self._removal(scope, selected)
-        masks = []
-        for s in scope.states:
-            rows, cols = removal[s.pm.name]
-            masks.append(s.mask.cpu() & ~rows[:, None] & ~cols[None, :])
-        return masks
+        return [_without(s.mask, *removal[s.pm.name]) for s in scope.states]
 
     def apply(self, scope: Scope, solvers: Solvers, selected: dict[str, Tensor], update: UpdateMode) -> float:
         if scope.name not in self._units:
@@ -189,6 +186,16 @@ class DimsStructure(Structure):
         removal = self._removal(scope, selected)
         del self._units[scope.name]
         return sum(remove_rows_cols(s, solvers, *removal[s.pm.name], update) for s in scope.states)
+
+
+def _without(mask: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
+    """``mask`` with ``rows`` and ``cols`` (bool) removed; ``mask`` itself if nothing goes."""
+    if not bool(rows.any() or cols.any()):
+        return mask
+    out = mask.cpu().clone()
+    out[rows] = False
+    out[:, cols] = False
+    return out
 
 
 def _as_bool(index: Tensor | None, n: int) -> Tensor:

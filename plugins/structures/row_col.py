@@ -105,10 +105,16 @@ class RowColStructure(Structure):
         return self.config.size
 
     def masks_after(self, scope: Scope, selected: dict[str, Tensor]) -> list[Tensor]:
-        mask = scope.state.mask.cpu()
+        mask = scope.state.mask
         rows = selected["rows"].cpu().to(torch.bool)
         cols = selected["cols"].cpu().to(torch.bool)
-        return [mask & ~rows[:, None] & ~cols[None, :]]
+        view = LiveView.of(mask, False)
+        if not bool(rows[view.rows].any() or cols[view.cols].any()):
+            return [mask]  # only dead lines selected: nothing changes
+        out = mask.cpu().clone()
+        out[rows] = False
+        out[:, cols] = False
+        return [out]
 
     @staticmethod
     def _w_cols(view: LiveView, has_bias: bool) -> Tensor:
