@@ -130,6 +130,8 @@ def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
             "ppl": _finite(info.get("ppl")),
             "curvature_mb": info.get("curvature_mb"),
             "peak_rss_mb_after": info.get("peak_rss_mb_after"),
+            "real_size": info.get("real_size"),
+            "dead_freed": info.get("dead_freed"),
         })
     return shots
 
@@ -181,6 +183,8 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
         "update": report.get("update"),
         "damping": report.get("damping"),
         "achieved_size": report.get("achieved_size"),
+        "real_size": report.get("real_size"),
+        "real_parameters": report.get("real_parameters"),
         "calibration": {"nsamples": calibration.get("nsamples"), "seqlen": calibration.get("seqlen"),
                         "split": calibration.get("split_used") or (calibration.get("data") or {}).get("split"),
                         "note": calibration.get("note")},

@@ -29,8 +29,9 @@ def run_shots(method: Method, session: PruningSession, *, hooks: Sequence[ShotHo
               first_shot: int = 1) -> list[ShotLog]:
     """Run shots ``first_shot ... shots`` of ``session``'s schedule with ``method``.
 
-    After each shot the achieved size (nonzero prunable weights) is recorded, then the
-    hooks run in order, then ``seconds["total"]`` (the shot and its hooks) is set.
+    After each shot the achieved size (nonzero prunable weights) and the real size
+    (``info["real_size"]``, :meth:`PruningSession.real_size`) are recorded, then the hooks
+    run in order, then ``seconds["total"]`` (the shot and its hooks) is set.
 
     Returns:
         The shot logs, in order.
@@ -42,6 +43,7 @@ def run_shots(method: Method, session: PruningSession, *, hooks: Sequence[ShotHo
         start = time.perf_counter()
         shot_log = method.run_shot(session, shot, target)
         shot_log.achieved = session.nonzero_size()
+        shot_log.info["real_size"] = session.real_size()
         for hook in hooks:
             hook(session, shot_log)
         shot_log.seconds["total"] = time.perf_counter() - start

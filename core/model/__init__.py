@@ -13,7 +13,7 @@ from llm_surgeon.model.adapters import (
     is_transposed_linear,
 )
 from llm_surgeon.model.aliases import ALIASES, ModelAlias
-from llm_surgeon.model.couplings import Coupling, Member
+from llm_surgeon.model.couplings import Coupling, Member, attention_couplings
 from llm_surgeon.model.loading import (
     ModelSource,
     context_length,
@@ -35,6 +35,7 @@ __all__ = [
     "PrunableModule",
     "RolePart",
     "adapter_for",
+    "attention_couplings",
     "context_length",
     "is_transposed_linear",
     "load_model",

@@ -66,4 +66,4 @@ class ModuleState:
     @property
     def remaining(self) -> int:
         """Number of alive weights."""
-        return int(self.mask.sum())
+        return int(torch.count_nonzero(self.mask))

@@ -59,6 +59,8 @@ def build_report(
         "target_size": config.target_size,
         "achieved_size": session.nonzero_size(),
         "mask_size": session.size(),
+        "real_size": session.real_size(),
+        "real_parameters": session.real_parameters(),
         "prunable_parameters": session.total_weights(),
         "model_parameters": model_parameters,
         "prunable_fraction": session.total_weights() / model_parameters,

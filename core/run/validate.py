@@ -122,7 +122,22 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
 
 
-def _check_model(config: RunConfig, registry: Registry) -> PretrainedConfig:
+def _check_couplings(structure: PluginRecord, adapter: PluginRecord, model_type: str) -> None:
+    """A structure that removes coupled dimensions needs an adapter that declares them."""
+    from llm_surgeon.model.adapters import ArchitectureAdapter
+
+    factory = structure.factory
+    if not getattr(factory, "needs_couplings", False):
+        return
+    cls = adapter.factory
+    if isinstance(cls, type) and cls.couplings is ArchitectureAdapter.couplings:
+        raise ConfigError(
+            f"structure {structure.name!r} needs an architecture adapter that declares couplings "
+            f"(MLP neurons, heads); the adapter for model_type {model_type!r} declares none"
+        )
+
+
+def _check_model(config: RunConfig, registry: Registry, structure: PluginRecord) -> PretrainedConfig:
     from llm_surgeon.model.loading import context_length, load_model_config
     from llm_surgeon.registry.registry import Kind
 
@@ -133,6 +148,7 @@ def _check_model(config: RunConfig, registry: Registry) -> PretrainedConfig:
         from llm_surgeon.model.adapters import unsupported_message
 
         raise ConfigError(unsupported_message(model_type, adapters))
+    _check_couplings(structure, registry.get(Kind.ARCHITECTURE, model_type), model_type)
     limit = context_length(model_config)
     if limit is not None:
         for what, seqlen in (("calibration", config.calibration.seqlen), ("evaluation", config.evaluation.seqlen)):
@@ -209,7 +225,7 @@ def validate_run(
 
         check_tasks(config.downstream)
 
-    model_config = _check_model(config, registry) if check_model else None
+    model_config = _check_model(config, registry, structure) if check_model else None
     return ResolvedRun(
         config=config,
         method=method,

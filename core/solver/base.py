@@ -14,7 +14,7 @@ and returns float64 tensors on the device of the ``theta`` it was given.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -79,6 +79,30 @@ class CurvatureSolver(ABC):
     @abstractmethod
     def col_costs(self, theta: Tensor) -> Tensor:
         """Cost of removing each whole column alone, ``(d_in,)``."""
+
+    def row_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        """Cost of removing each set of rows (biases included) jointly, each set alone.
+
+        ``L_R = 1/2 (E_R theta)^T (E_R F^-1 E_R^T)^-1 E_R theta`` with ``R`` all weights of
+        the rows. The default reads it off the optimal removal of each set (exact for
+        every solver); solvers with a closed form override it.
+
+        Args:
+            theta: ``(d_out, d_in)``.
+            sets: row indices of each set (any sizes, empty allowed).
+
+        Returns:
+            ``(len(sets),)`` float64 on the CPU.
+        """
+        none = torch.zeros(self.d_in, dtype=torch.bool)
+        return torch.tensor([self.remove_rows_cols(theta, s, none)[1] if len(s) else 0.0 for s in sets],
+                            dtype=torch.float64)
+
+    def col_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        """Cost of removing each set of columns jointly, each set alone (see :meth:`row_set_costs`)."""
+        none = torch.zeros(self.d_out, dtype=torch.bool)
+        return torch.tensor([self.remove_rows_cols(theta, none, s)[1] if len(s) else 0.0 for s in sets],
+                            dtype=torch.float64)
 
     @abstractmethod
     def quadratic(self, delta: Tensor) -> float:
@@ -180,6 +204,15 @@ def as_mask(selection: Tensor, n: int, what: str) -> Tensor:
     mask = torch.zeros(n, dtype=torch.bool, device=selection.device)
     mask[selection.long()] = True
     return mask
+
+
+def by_size(sets: Sequence[Tensor]) -> dict[int, list[int]]:
+    """Positions of the non-empty index sets, grouped by set size (for batched solves)."""
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(sets):
+        if len(s):
+            groups.setdefault(len(s), []).append(i)
+    return groups
 
 
 def plan_chunks(removed: Tensor, chunk_size: ChunkSize) -> tuple[Tensor, list[int]]:

@@ -9,6 +9,8 @@ is the same as zeroing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
@@ -46,6 +48,14 @@ class DiagonalSolver(CurvatureSolver):
 
     def col_costs(self, theta: Tensor) -> Tensor:
         return self.element_costs(theta).sum(dim=0)
+
+    def row_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        rows = self.row_costs(theta).cpu()
+        return torch.stack([rows[s.cpu()].sum() for s in sets]) if len(sets) else rows[:0]
+
+    def col_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        cols = self.col_costs(theta).cpu()
+        return torch.stack([cols[s.cpu()].sum() for s in sets]) if len(sets) else cols[:0]
 
     def quadratic(self, delta: Tensor) -> float:
         d = self._local(delta)

@@ -60,8 +60,10 @@ class _ContractCheck:
         self.previous = [s.mask.clone() for s in session.states]
 
     def __call__(self, session: PruningSession, shot_log: ShotLog) -> None:
-        slack = max(max(s.pm.shape) for s in session.states) / session.total_weights()
-        assert abs(session.size() - shot_log.target) <= slack + 1e-9, (session.size(), shot_log.target)
+        largest = max(session.structure.max_candidate_weights(scope) for scope in session.scopes)
+        slack = largest / session.total_weights()
+        size = session.real_size() if session.structure.size_measure == "real" else session.size()
+        assert abs(size - shot_log.target) <= slack + 1e-9, (size, shot_log.target)
         for state, before in zip(session.states, self.previous, strict=True):
             w = state.pm.weight.detach().cpu()
             assert torch.all(w[~state.mask] == 0), f"{state.pm.name}: masked weights are not zero"
@@ -72,7 +74,8 @@ class _ContractCheck:
 def check_prune(model: nn.Module, **kwargs: Any) -> PruningSession:
     """Prune ``model`` and assert the contract every method/curvature/structure must keep.
 
-    Checks: each shot's size is within one candidate's worth of its target, weights
+    Checks: each shot's size (by the structure's ``size_measure``) is within one
+    candidate's worth of its target (``Structure.max_candidate_weights``), weights
     outside the masks are exactly zero, the masks only shrink, an ``N:M`` run to size
     ``1 - N/M`` leaves ``M - N`` weights in every group, and the model's outputs stay
     finite. Keyword arguments are those of :func:`make_session`.

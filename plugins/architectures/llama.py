@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from torch import nn
 
-from llm_surgeon.model import ArchitectureAdapter
+from llm_surgeon.model import ArchitectureAdapter, Coupling, Member, attention_couplings
 
 
 class LlamaAdapter(ArchitectureAdapter):
-    """``model.model.layers[i].{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}``."""
+    """``model.model.layers[i].{self_attn.{q,k,v,o}_proj, mlp.{gate,up,down}_proj}``.
+
+    Couplings per layer: the gated MLP's neurons (``act(gate) * up``, read by ``down``),
+    the query heads (``q`` rows, ``o`` columns) and the key/value heads (``k`` and ``v``
+    rows, shared by ``num_attention_heads / num_key_value_heads`` query heads, RoPE).
+    """
 
     model_types = ("llama", "mistral", "qwen2")
     linear_roles = (
@@ -24,3 +29,23 @@ class LlamaAdapter(ArchitectureAdapter):
 
     def decoder_layers(self, model: nn.Module) -> nn.ModuleList:
         return model.model.layers
+
+    def couplings(self, model: nn.Module) -> list[Coupling]:
+        config = model.config
+        heads = config.num_attention_heads
+        kv_heads = getattr(config, "num_key_value_heads", None) or heads
+        prefix = self.layers_prefix(model)
+        found: list[Coupling] = []
+        for i, layer in enumerate(self.decoder_layers(model)):
+            p = f"{prefix}.{i}"
+            head_dim = layer.self_attn.q_proj.out_features // heads
+            names = tuple(f"{p}.self_attn.{r}_proj" for r in "qkvo")
+            head_norm = getattr(layer.self_attn, "k_norm", None) is not None
+            found += attention_couplings(f"{p}.self_attn", i, names, heads, kv_heads, head_dim, rotary=True,
+                                         head_norm=head_norm)
+            found.append(Coupling(f"{p}.mlp", "mlp", i, layer.mlp.gate_proj.out_features, (
+                Member(f"{p}.mlp.gate_proj", "row", activation=layer.mlp.act_fn),
+                Member(f"{p}.mlp.up_proj", "row"),
+                Member(f"{p}.mlp.down_proj", "col"),
+            )))
+        return found

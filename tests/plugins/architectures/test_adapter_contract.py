@@ -14,8 +14,8 @@ from llm_surgeon.testing.adapter_contract import check_modules, check_propagatio
 from llm_surgeon.testing.coupling_check import check_couplings
 from llm_surgeon.testing.prune_check import random_tokens
 
-#: Families whose adapter declares couplings on this branch.
-WITH_COUPLINGS = {"gpt2", "phi3"}
+#: Families whose adapter declares couplings (all built-ins).
+WITH_COUPLINGS = set(TINY_FAMILIES)
 
 
 @pytest.mark.parametrize("family", TINY_FAMILIES)
