@@ -68,7 +68,7 @@ class Layout:
             mask = masks.get(name, s.mask).cpu()
             bias = None if bias is None else bias.detach().to("cpu", torch.float64).clone()
             layout.masks[name], layout.biases[name] = mask, bias
-            layout.weights[name] = s.pm.module.weight
+            layout.weights[name] = s.pm.weight
             if bias is not None and name in masks and mask is not s.mask:
                 gone = s.mask.cpu().any(dim=1) & ~layout.alive_rows(name)
                 if bool(layout.alive_rows(name).any()):

@@ -18,10 +18,11 @@ and checks, raising ``AssertionError`` with the module's name at the first breac
 2. ``propagation``: layer-wise propagation (:mod:`llm_surgeon.pruning.layerwise`) in
    float64 feeds every module exactly the inputs it gets in the model's own forward,
    and the last layer's propagated output equals the model's.
-3. ``couplings``: every declared coupling is exact (:mod:`.coupling_check`).
+3. ``couplings``: every declared coupling is exact, and dead-structure propagation over
+   them after random row and column removals changes no logit (:mod:`.coupling_check`).
 4. ``methods``: every registered method with every structure it supports prunes to
    its target in 2 shots (1 for methods whose default is one shot) (:func:`check_prune`:
-   sizes, zeros, shrinking masks, finite logits).
+   sizes, zeros, shrinking masks, finite logits); ``dims`` only where couplings exist.
 5. ``round trip``: a pruned model saved with :func:`llm_surgeon.save_model` reloads with
    plain transformers with equal logits and the same zeros.
 6. ``compact export``: when :mod:`llm_surgeon.export` exists (skipped otherwise).
@@ -44,11 +45,12 @@ from llm_surgeon.model.loading import save_model
 from llm_surgeon.model.tiny import random_tokens
 from llm_surgeon.pruning.layerwise import capture_layer_inputs, propagate, run_layer
 from llm_surgeon.registry.registry import Kind, get_registry
-from llm_surgeon.testing.coupling_check import check_couplings
+from llm_surgeon.testing.coupling_check import check_couplings, check_dead
 from llm_surgeon.testing.prune_check import check_prune
 
-#: Structures every adapter is checked with (``2:4`` stands for the N:M structure).
-DEFAULT_STRUCTURES = ("row-col", "element", "2:4")
+#: Structures every adapter is checked with (``2:4`` stands for the N:M structure;
+#: ``dims`` runs only for adapters that declare couplings).
+DEFAULT_STRUCTURES = ("row-col", "element", "2:4", "dims")
 
 
 @attrs.define
@@ -236,6 +238,9 @@ def check_adapter(model_or_config: Any, *, structures: Sequence[str] = DEFAULT_S
     check_propagation(model, adapter, tokens)
     report.checks["propagation"] = "ok"
     report.checks["couplings"] = check_couplings(model, adapter, tokens)
+    report.checks["dead structures"] = check_dead(model, adapter, tokens, seed)
+    if report.checks["couplings"] != "ok":
+        structures = [s for s in structures if s != "dims"]
     pruned = None
     for method, structure, shots in _combinations(structures, methods):
         target = 0.8 if structure == "row-col" else 0.5

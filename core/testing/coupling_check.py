@@ -85,3 +85,37 @@ def check_couplings(model: nn.Module, adapter: ArchitectureAdapter, tokens: Tens
             assert coupling.implied_by[0] in by_name, f"{coupling.name}: implied by unknown coupling"
         check_coupling(model, adapter, tokens, coupling, by_name)
     return "ok"
+
+
+@torch.no_grad()
+def check_dead(model: nn.Module, adapter: ArchitectureAdapter, tokens: Tensor, seed: int = 0) -> str:
+    """Dead-structure propagation over the declared couplings changes no logit (float64).
+
+    Random rows (most with their biases, some keeping them, so that constant
+    dimensions get folded into biases) and columns of every module are removed;
+    :func:`~llm_surgeon.pruning.remove_dead` must then free weights without moving
+    any logit. ``"ok"`` or ``"skipped: ..."``.
+    """
+    from llm_surgeon.model.state import ModuleState
+    from llm_surgeon.pruning.dead import remove_dead
+
+    model = copy.deepcopy(model).double()
+    couplings = adapter.couplings(model)
+    if not couplings:
+        return "skipped: the adapter declares no couplings"
+    gen = torch.Generator().manual_seed(seed)
+    states = [ModuleState.dense(pm) for pm in adapter.prunable_modules(model)]
+    for state in states:
+        draw = torch.rand(state.mask.shape[0], generator=gen)
+        state.mask[draw < 0.4] = False
+        state.mask[:, torch.rand(state.mask.shape[1], generator=gen) < 0.3] = False
+        state.apply_mask()
+        if state.pm.has_bias:  # rows drawn below 0.3 lose their bias, those in [0.3, 0.4) keep it
+            state.pm.module.bias[draw < 0.3] = 0
+    before = model(input_ids=tokens, use_cache=False).logits
+    freed = remove_dead(states, couplings)
+    after = model(input_ids=tokens, use_cache=False).logits
+    torch.testing.assert_close(after, before, rtol=1e-9, atol=1e-9,
+                               msg=lambda m: f"dead-structure propagation changed the logits ({m})")
+    del freed
+    return "ok"

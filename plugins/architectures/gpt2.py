@@ -48,8 +48,9 @@ class GPT2Adapter(ArchitectureAdapter):
                 Member(f"{p}attn.c_attn", "row", width, 2 * d),
                 Member(f"{p}attn.c_proj", "col", width),
             )))
-            inner = layer.mlp.c_fc.nf
+            fc = layer.mlp.c_fc  # a Conv1D (nf outputs), or an nn.Linear twin
+            inner = fc.nf if hasattr(fc, "nf") else fc.out_features
             out.append(Coupling(f"{p}mlp", "mlp", i, inner, (
-                Member(f"{p}mlp.c_fc", "row"), Member(f"{p}mlp.c_proj", "col"),
+                Member(f"{p}mlp.c_fc", "row", activation=layer.mlp.act), Member(f"{p}mlp.c_proj", "col"),
             )))
         return out

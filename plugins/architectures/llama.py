@@ -31,16 +31,17 @@ class LlamaAdapter(ArchitectureAdapter):
         return model.model.layers
 
     def couplings(self, model: nn.Module) -> list[Coupling]:
-        config = model.config
-        heads = config.num_attention_heads
-        kv_heads = getattr(config, "num_key_value_heads", None) or heads
         prefix = self.layers_prefix(model)
         found: list[Coupling] = []
         for i, layer in enumerate(self.decoder_layers(model)):
             p = f"{prefix}.{i}"
-            head_dim = layer.self_attn.q_proj.out_features // heads
+            # Head sizes from the attention module (its head_dim may differ from
+            # hidden / heads, as in Gemma 3; multimodal configs nest the text config).
+            attn = layer.self_attn
+            head_dim = attn.head_dim
+            heads, kv_heads = attn.q_proj.out_features // head_dim, attn.k_proj.out_features // head_dim
             names = tuple(f"{p}.self_attn.{r}_proj" for r in "qkvo")
-            head_norm = getattr(layer.self_attn, "k_norm", None) is not None
+            head_norm = getattr(attn, "k_norm", None) is not None
             found += attention_couplings(f"{p}.self_attn", i, names, heads, kv_heads, head_dim, rotary=True,
                                          head_norm=head_norm)
             found.append(Coupling(f"{p}.mlp", "mlp", i, layer.mlp.gate_proj.out_features, (

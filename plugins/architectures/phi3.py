@@ -61,7 +61,7 @@ class Phi3Adapter(ArchitectureAdapter):
             ), implied_by=(f"{p}self_attn", heads // kv_heads)))
             inner = layer.mlp.down_proj.in_features
             out.append(Coupling(f"{p}mlp", "mlp", i, inner, (
-                Member(f"{p}mlp.gate_up_proj", "row", 1, 0),
+                Member(f"{p}mlp.gate_up_proj", "row", 1, 0, activation=layer.mlp.activation_fn),
                 Member(f"{p}mlp.gate_up_proj", "row", 1, inner),
                 Member(f"{p}mlp.down_proj", "col"),
             )))

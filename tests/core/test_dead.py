@@ -10,6 +10,8 @@ from llm_surgeon.pruning import count_dead, remove_dead
 from llm_surgeon.testing import make_session, random_tokens, tiny_model
 
 FAMILIES = ["llama", "llama-bias", "qwen2", "mistral", "opt"]
+#: Every built-in family (Gemma 3: per-head q/k norms; GPT-2: Conv1D; Phi-3: fused projections).
+ALL_FAMILIES = [*FAMILIES, "gemma3", "gemma3-multimodal", "gpt2", "phi3"]
 L = "model.layers.0."
 
 
@@ -59,7 +61,7 @@ def _bias_zero(state, rows):
     return b is None or bool((b[rows] == 0).all())
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", ALL_FAMILIES)
 def test_random_removals_leave_every_logit_unchanged(family):
     model, states, couplings = _model(family)
     gen = torch.Generator().manual_seed(1)
@@ -76,7 +78,7 @@ def test_random_removals_leave_every_logit_unchanged(family):
     assert float((_logits(model, tokens) - before).abs().max()) <= 1e-5
     assert remove_dead(list(states.values()), couplings) == 0  # a fixed point
     for s in states.values():
-        assert torch.all(s.pm.module.weight[~s.mask] == 0)
+        assert torch.all(s.pm.weight[~s.mask] == 0)
 
 
 def test_llama_mlp_neurons_die_with_any_member_and_fold_constants():

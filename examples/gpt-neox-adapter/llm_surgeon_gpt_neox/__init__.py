@@ -37,14 +37,15 @@ class GPTNeoXAdapter(ArchitectureAdapter):
         head_size = model.config.hidden_size // heads
         inner = model.config.intermediate_size
         out = []
-        for i in range(len(self.decoder_layers(model))):
+        for i, layer in enumerate(self.decoder_layers(model)):
             p = f"{prefix}{i}."
             out.append(Coupling(f"{p}attention", "heads", i, heads, (
                 Member(f"{p}attention.query_key_value", "row", 3 * head_size),
                 Member(f"{p}attention.dense", "col", head_size),
             )))
             out.append(Coupling(f"{p}mlp", "mlp", i, inner, (
-                Member(f"{p}mlp.dense_h_to_4h", "row"), Member(f"{p}mlp.dense_4h_to_h", "col"),
+                Member(f"{p}mlp.dense_h_to_4h", "row", activation=layer.mlp.act),
+                Member(f"{p}mlp.dense_4h_to_h", "col"),
             )))
         return out
 

@@ -22,10 +22,12 @@ WITH_COUPLINGS = set(TINY_FAMILIES)
 def test_builtin_adapters_pass_the_contract(family):
     report = check_adapter(tiny_config(family))
     skipped = report.skipped()
-    assert set(skipped) <= {"couplings", "compact export"}, report.summary()
+    assert set(skipped) <= {"couplings", "dead structures", "compact export"}, report.summary()
     assert ("couplings" in skipped) == (family not in WITH_COUPLINGS), report.summary()
+    assert report.checks["dead structures"] == "ok", report.summary()
     methods = {name.split()[1] for name in report.checks if name.startswith("prune ")}
     assert {"surgeon", "magnitude", "kobd", "lobd", "sparsegpt", "wanda"} <= methods
+    assert {"prune surgeon dims", "prune magnitude dims"} <= set(report.checks), report.summary()
     assert report.checks["round trip"] == "ok"
 
 
