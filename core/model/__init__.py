@@ -16,6 +16,7 @@ from llm_surgeon.model.loading import (
     load_model_config,
     resolve_model_path,
     save_model,
+    strip_quantization,
 )
 from llm_surgeon.model.state import ModuleState
 
@@ -34,4 +35,5 @@ __all__ = [
     "load_model_config",
     "resolve_model_path",
     "save_model",
+    "strip_quantization",
 ]

@@ -194,7 +194,7 @@ def context_length(config: PretrainedConfig) -> int | None:
     return None
 
 
-def _strip_quantization(model: nn.Module) -> None:
+def strip_quantization(model: nn.Module) -> None:
     """Make a GGUF-loaded (already dequantised) model look like a plain float model."""
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None
@@ -238,7 +238,7 @@ def load_model(
     model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
     tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
     if source.kind == "gguf":
-        _strip_quantization(model)
+        strip_quantization(model)
     model.to(device)
     model.eval()
     return model, tokenizer
@@ -258,7 +258,7 @@ def save_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, fold
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _strip_quantization(model)
+    strip_quantization(model)
     model.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
