@@ -4,7 +4,7 @@ Usage: ``python -I fresh_load.py MANIFEST.json``. The manifest maps a case name 
 ``{"folder", "plain", "inputs", "generate"}`` (``inputs``: a ``.pt`` file with ``ids``).
 ``llm_surgeon`` cannot be imported here (an import hook refuses it, although it is installed).
 Writes ``RESULTS.json`` next to the manifest: per case the outputs file, parameter count,
-class, module file and dtype, or the error; and whether llm_surgeon stayed out.
+weights of the decoder layers' Linears, class, module file and dtype, or the error; and whether llm_surgeon stayed out.
 """
 
 import importlib.abc
@@ -39,9 +39,12 @@ def _load_case(entry: dict) -> dict:
                                               max_new_tokens=6, do_sample=False)
     out = Path(folder).with_suffix(".fresh.pt")
     torch.save(outputs, out)
+    linears = [m for name, m in model.named_modules()
+               if ".layers." in name and type(m).__name__ in ("Linear", "IndexedLinear")]
     return {
         "output": str(out),
         "num_parameters": sum(p.numel() for p in model.parameters()),
+        "linear_weights": sum(m.weight.numel() for m in linears),
         "class": type(model).__name__,
         "module_file": sys.modules[type(model).__module__].__file__,
         "dtype": str(model.dtype),
