@@ -1,4 +1,8 @@
-"""``llm-surgeon eval``: perplexity of a model on non-overlapping windows of a split."""
+"""``llm-surgeon eval``: perplexity of a model on non-overlapping windows of a split.
+
+Compact folders (``llm-surgeon export``) load with the library's classes. With
+``--semi-structured`` the 2:4 Linear weights run on the GPU's sparse kernels.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1... (default: cpu)")
     parser.add_argument("--dtype", default="float32", help="model dtype (default: float32)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    parser.add_argument("--semi-structured", action="store_true",
+                        help="run 2:4 Linear weights as sparse semi-structured tensors "
+                             "(CUDA, Ampere or newer; float16 or bfloat16)")
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the result as JSON to OUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -50,13 +57,19 @@ def _eval_config(args: argparse.Namespace) -> EvalConfig:
 
 def _validate(args: argparse.Namespace, ev: EvalConfig) -> None:
     """Check everything before any weights are loaded."""
+    from llm_surgeon.export import register_auto_classes
     from llm_surgeon.model.loading import context_length, load_model_config
     from llm_surgeon.run.validate import check_data, check_device
     from llm_surgeon.util.torch_util import torch_dtype
 
     check_data(ev.data, "evaluation")
-    torch_dtype(args.dtype)
+    dtype = torch_dtype(args.dtype)
     check_device(args.device)
+    if args.semi_structured:
+        from llm_surgeon.export.semi_structured import check_device as check_sparse_device
+
+        check_sparse_device(args.device, dtype)
+    register_auto_classes()
     model_config = load_model_config(args.model, trust_remote_code=args.trust_remote_code)
     limit = context_length(model_config)
     if limit is not None and ev.seqlen > limit:
@@ -68,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
     from llm_surgeon.data import perplexity
     from llm_surgeon.data.text import load_text
     from llm_surgeon.data.windows import eval_windows
-    from llm_surgeon.model.loading import load_model
+    from llm_surgeon.export import load, semi_structured
     from llm_surgeon.util.io import write_json
     from llm_surgeon.util.resources import library_versions, peak_rss_mb
 
@@ -78,9 +91,10 @@ def run(args: argparse.Namespace) -> int:
         disable_library_progress_bars()
     start = time.perf_counter()
     _, data_info = load_text(ev.data)
-    model, tokenizer = load_model(
+    model, tokenizer = load(
         args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
     )
+    sparse = semi_structured(model) if args.semi_structured else None
     windows = eval_windows(tokenizer, ev)
     eval_start = time.perf_counter()
     ppl = perplexity(model, windows, batch_size=ev.batch_size, progress=not args.no_progress)
@@ -96,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         "perplexity": ppl,
         "dtype": args.dtype,
         "device": args.device,
+        "semi_structured": None if sparse is None else {
+            "backend": sparse.backend, "converted": len(sparse.converted), "dense": len(sparse.skipped)},
         "seconds_eval": end - eval_start,
         "seconds_total": end - start,
         "peak_rss_mb": peak_rss_mb(),

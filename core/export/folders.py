@@ -20,7 +20,8 @@ from torch import nn
 from llm_surgeon.export.compact import build_compact, compact_model
 from llm_surgeon.export.families import COMPACT_MODELS, check_supported
 from llm_surgeon.export.plan import CompactPlan
-from llm_surgeon.model.loading import load_model, load_model_config, save_model, strip_quantization
+from llm_surgeon.model import loading
+from llm_surgeon.model.loading import load_model_config, save_model, strip_quantization
 from llm_surgeon.util.io import atomic_output, check_output_folder, write_json
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ PLAN_FILE = "export.json"
 def register_auto_classes() -> None:
     """Register the ``surgeon_*`` configs and models with transformers' Auto classes.
 
-    Afterwards ``AutoConfig`` / ``AutoModelForCausalLM`` (and :func:`load_model`) load compact
+    Afterwards ``AutoConfig`` / ``AutoModelForCausalLM`` (and ``load_model``) load compact
     folders with the library's classes, without ``trust_remote_code``.
     """
     from transformers import AutoConfig, AutoModelForCausalLM
@@ -76,7 +77,7 @@ def load(spec: str, *, dtype: str = "float32", device: str = "cpu",
     files, hub ids); a compact folder needs no ``trust_remote_code``.
     """
     register_auto_classes()
-    return load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    return loading.load_model(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
 
 
 def check_export(source: str, out: str | Path | None, *, overwrite: bool = False,

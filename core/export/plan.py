@@ -9,6 +9,7 @@ can go inside them are dropped by storing the live sub-matrix with its index vec
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,7 @@ class CompactPlan:
             no index-compressed Linear): the folder needs no code of its own.
         num_parameters: parameters of the compact model (tied weights once).
         original_num_parameters: parameters of the pruned model.
+        original_linear_weights: weights of the prunable Linears of the pruned model.
     """
 
     model_type: str
@@ -107,6 +109,17 @@ class CompactPlan:
     plain: bool
     num_parameters: int
     original_num_parameters: int
+    original_linear_weights: int
+
+    @property
+    def linear_weights(self) -> int:
+        """Weights of the compact model's Linears in the decoder layers (stored elements)."""
+        return sum(math.prod(lin.live_shape) for lp in self.layers for lin in lp.linears.values())
+
+    @property
+    def real_size(self) -> float:
+        """Fraction of the prunable weights the compact model keeps."""
+        return self.linear_weights / self.original_linear_weights
 
     @property
     def intermediate_sizes(self) -> list[int]:
@@ -128,6 +141,9 @@ class CompactPlan:
             "plain": self.plain,
             "num_parameters": self.num_parameters,
             "original_num_parameters": self.original_num_parameters,
+            "linear_weights": self.linear_weights,
+            "original_linear_weights": self.original_linear_weights,
+            "real_size": self.real_size,
             "layers": [
                 {"intermediate_size": lp.intermediate_size, "heads": lp.num_attention_heads,
                  "kv_heads": lp.num_key_value_heads, "padding_heads": lp.live.padding_heads,
@@ -140,7 +156,7 @@ class CompactPlan:
         """A small text table: per layer MLP width, heads (padding), kv heads, compressed."""
         kind = "plain config" if self.plain else f"own modeling code ({self.config.model_type})"
         lines = [f"{self.model_type}: {self.original_num_parameters:,} -> {self.num_parameters:,} "
-                 f"parameters; {kind}",
+                 f"parameters (real size {self.real_size:.4f} of the prunable weights); {kind}",
                  "layer   mlp  heads(pad)  kv  index-compressed Linears"]
         for i, lp in enumerate(self.layers):
             heads = f"{lp.num_attention_heads}({lp.live.padding_heads})"

@@ -78,10 +78,13 @@ class Structure(ABC):
     Attributes:
         default_damping_g, default_damping_a: relative damping of ``G`` and ``A`` used
             when the run does not set ``damping_g`` / ``damping_a``.
+        structured: removals are whole rows and columns of weight matrices, so a compact
+            export (``--save compact``) can drop them physically.
     """
 
     default_damping_g: float = 0.1
     default_damping_a: float = 0.1
+    structured: bool = False
 
     @property
     def implied_size(self) -> float | None:
