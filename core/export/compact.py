@@ -36,15 +36,13 @@ def compact_model(model: nn.Module) -> CompactPlan:
         UnsupportedArchitectureError: for other architectures, naming what is not supported.
     """
     family, shape, layers = plan_layers(model)
-    _, _, linear_maps = layer_linears(model)
-    original_weights = sum(lin.weight.numel() for _, lin_map in linear_maps for lin in lin_map.values())
     config = plain_config(model.config, layers, shape)
     plain = config is not None
     if config is None:
         config = surgeon_config(model.config, family, layers, shape)
     config._attn_implementation = model.config._attn_implementation
     plan = CompactPlan(model.config.model_type, layers, config, plain, 0,
-                       sum(p.numel() for p in model.parameters()), original_weights)
+                       sum(p.numel() for p in model.parameters()))
     empty = _empty_model(_compact_class(model, plan, family), config)
     plan.num_parameters = sum(p.numel() for p in empty.parameters())
     return plan

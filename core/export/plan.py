@@ -65,9 +65,13 @@ class LinearPlan:
 
 @dataclass
 class LayerPlan:
-    """One decoder layer of the compact model: its liveness and its Linears by path."""
+    """One decoder layer of the compact model: its liveness and its Linears by path.
+
+    ``original_weights``: weights of the layer's prunable Linears in the pruned model.
+    """
 
     live: LayerLiveness
+    original_weights: int
     linears: dict[str, LinearPlan] = field(default_factory=dict)
 
     @property
@@ -100,7 +104,6 @@ class CompactPlan:
             no index-compressed Linear): the folder needs no code of its own.
         num_parameters: parameters of the compact model (tied weights once).
         original_num_parameters: parameters of the pruned model.
-        original_linear_weights: weights of the prunable Linears of the pruned model.
     """
 
     model_type: str
@@ -109,7 +112,11 @@ class CompactPlan:
     plain: bool
     num_parameters: int
     original_num_parameters: int
-    original_linear_weights: int
+
+    @property
+    def original_linear_weights(self) -> int:
+        """Weights of the prunable Linears in the decoder layers of the pruned model."""
+        return sum(lp.original_weights for lp in self.layers)
 
     @property
     def linear_weights(self) -> int:
@@ -216,7 +223,7 @@ def plan_layers(model: nn.Module) -> tuple[Family, AttentionShape, list[LayerPla
     planned = []
     for layer, lin in layers:
         live = layer_liveness(layer, lin, family, shape)
-        lp = LayerPlan(live)
+        lp = LayerPlan(live, sum(module.weight.numel() for module in lin.values()))
         for role, (rows, cols) in _slices(live, family, shape, lin["o"].weight.device).items():
             lp.linears[paths[role]] = _linear_plan(role, live, rows, cols)
         planned.append(lp)

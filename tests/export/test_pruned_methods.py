@@ -18,7 +18,7 @@ import torch
 from isolated import load_fresh
 from torch import nn
 
-from llm_surgeon.export import load, save_compact
+from llm_surgeon.export import CompactPlan, load, save_compact
 from llm_surgeon.methods.loop import run_shots
 from llm_surgeon.model import adapter_for, save_model
 from llm_surgeon.model.tiny import random_tokens
@@ -38,6 +38,7 @@ class Pruned:
     ids: torch.Tensor
     logits: torch.Tensor
     real_size: int
+    plan: CompactPlan
 
 
 def real_size(model: nn.Module, ids: torch.Tensor) -> int:
@@ -68,10 +69,10 @@ def pruned(make_tiny_model, tiny_tokenizer, tmp_path_factory) -> dict[tuple[str,
             logits = model(ids).logits
         size = real_size(model, ids)
         save_model(model, tiny_tokenizer, root / f"{name}-zeroed")
-        save_compact(model, tiny_tokenizer, root / f"{name}-compact")
+        plan = save_compact(model, tiny_tokenizer, root / f"{name}-compact")
         torch.save({"ids": ids}, root / f"{name}.inputs.pt")
         out[family, method] = Pruned(model, root / f"{name}-zeroed", root / f"{name}-compact",
-                                     ids, logits, size)
+                                     ids, logits, size, plan)
     return out
 
 
@@ -102,6 +103,8 @@ def test_parameter_count_is_the_real_size(pruned, fresh, family, method):
     prunable = adapter_for(p.zeroed).prunable_modules(p.zeroed)
     nonzero = sum(int((pm.module.weight != 0).sum()) for pm in prunable)
     assert res["linear_weights"] == p.real_size <= nonzero  # dead weights are gone too
+    assert p.plan.linear_weights == p.real_size and res["num_parameters"] == p.plan.num_parameters
+    assert p.plan.real_size == pytest.approx(p.real_size / sum(pm.numel for pm in prunable))
     others = sum(t.numel() for t in p.zeroed.parameters()) - sum(pm.numel for pm in prunable)
     # biases of removed heads and units go with them; nothing else outside the Linears
     assert res["num_parameters"] - res["linear_weights"] <= others
