@@ -36,7 +36,7 @@ PHASES = ("load", "passes", "algebra", "solver", "lora", "eval", "other")
 #: Phases counted as forward/backward passes in ``outside_passes_ratio``.
 PASS_PHASES = ("passes", "eval", "lora")
 #: Config keys that say where things live, not what is computed (excluded from keys).
-_LOCATION_KEYS = ("out", "save_model")
+_LOCATION_KEYS = ("out", "save_model", "save")
 
 
 #: Settings added after records existed, left out of the key at the default that

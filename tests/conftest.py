@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -152,6 +154,20 @@ def wikitext_dir(tmp_path_factory) -> Path:
     (folder / "wiki.valid.raw").write_text(synthetic_text(300, seed=2), encoding="utf-8")
     (folder / "wiki.test.raw").write_text(synthetic_text(300, seed=3), encoding="utf-8")
     return folder
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if any weights are loaded or the runner starts."""
+    from llm_surgeon.model import loading as models
+
+    def fail(*args, **kwargs):
+        raise AssertionError("model weights were loaded")
+
+    monkeypatch.setattr(models, "load_model", fail)
+    runner = types.ModuleType("llm_surgeon.run.runner")
+    runner.prune = fail
+    monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
 
 
 @pytest.fixture

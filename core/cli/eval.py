@@ -1,4 +1,8 @@
-"""``llm-surgeon eval``: perplexity of a model on non-overlapping windows of a split."""
+"""``llm-surgeon eval``: perplexity of a model on non-overlapping windows of a split.
+
+Compact folders (``llm-surgeon export``) load with the library's classes. With
+``--semi-structured`` the 2:4 Linear weights run on the GPU's sparse kernels.
+"""
 
 from __future__ import annotations
 
@@ -37,6 +41,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1... (default: cpu)")
     parser.add_argument("--dtype", default="float32", help="model dtype (default: float32)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
+    parser.add_argument("--semi-structured", action="store_true",
+                        help="run 2:4 Linear weights as sparse semi-structured tensors "
+                             "(CUDA, Ampere or newer; float16 or bfloat16)")
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the result as JSON to OUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--no-ppl", action="store_true", help="skip perplexity (e.g. with --tasks only)")
@@ -69,6 +76,7 @@ def _tasks_config(args: argparse.Namespace) -> TasksConfig | None:
 
 def _validate(args: argparse.Namespace, ev: EvalConfig, tasks: TasksConfig | None) -> None:
     """Check everything before any weights are loaded."""
+    from llm_surgeon.export import register_auto_classes
     from llm_surgeon.model.loading import context_length, load_model_config
     from llm_surgeon.run.validate import check_data, check_device
     from llm_surgeon.util.torch_util import torch_dtype
@@ -81,8 +89,13 @@ def _validate(args: argparse.Namespace, ev: EvalConfig, tasks: TasksConfig | Non
         from llm_surgeon.data.tasks import check_tasks
 
         check_tasks(tasks)
-    torch_dtype(args.dtype)
+    dtype = torch_dtype(args.dtype)
     check_device(args.device)
+    if args.semi_structured:
+        from llm_surgeon.export.semi_structured import check_device as check_sparse_device
+
+        check_sparse_device(args.device, dtype)
+    register_auto_classes()
     model_config = load_model_config(args.model, trust_remote_code=args.trust_remote_code)
     limit = context_length(model_config)
     if not args.no_ppl and limit is not None and ev.seqlen > limit:
@@ -108,14 +121,18 @@ def run(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace, ev: EvalConfig, tasks: TasksConfig | None) -> tuple[dict, list[str]]:
     """Load the model and evaluate; the JSON result and the lines to print."""
-    from llm_surgeon.model.loading import load_model
+    from llm_surgeon.export import load, semi_structured
     from llm_surgeon.util.resources import library_versions, peak_rss_mb
 
     start = time.perf_counter()
-    model, tokenizer = load_model(
+    model, tokenizer = load(
         args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
     )
-    result: dict = {"model": args.model, "dtype": args.dtype, "device": args.device}
+    sparse = semi_structured(model) if args.semi_structured else None
+    result: dict = {"model": args.model, "dtype": args.dtype, "device": args.device,
+                    "semi_structured": None if sparse is None else {
+                        "backend": sparse.backend, "converted": len(sparse.converted),
+                        "dense": len(sparse.skipped)}}
     lines = []
     if not args.no_ppl:
         result.update(_perplexity(model, tokenizer, ev, progress=not args.no_progress))

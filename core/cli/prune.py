@@ -24,7 +24,7 @@ from llm_surgeon.cli.options import (
 )
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.lora.settings import LoraSettings
-from llm_surgeon.run.config import RunConfig
+from llm_surgeon.run.config import SAVE_FORMATS, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +116,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--out", metavar="DIR", help="output folder (written atomically)")
     r.add_argument("--overwrite", action="store_true", default=None, help="replace a non-empty --out")
     r.add_argument("--no-save-model", action="store_true", default=None, help="write the report only")
+    r.add_argument("--save", choices=SAVE_FORMATS, default=None,
+                   help="zeroed (default: same shapes, pruned weights zero), compact (physically "
+                        "smaller; structured results), or both (compact in OUT/compact)")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow model code from the checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -150,6 +153,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     _set(o, "trust_remote_code", args.trust_remote_code)
     if args.no_save_model:
         o["save_model"] = False
+    _set(o, "save", args.save)
 
     curvature = {k: getattr(args, k) for k in CURVATURE_FLAGS if getattr(args, k) is not None}
     curvature.update(parse_options(args.curvature_option, "--curvature-option"))
@@ -213,6 +217,10 @@ def _summary(report: dict[str, Any]) -> str:
         from llm_surgeon.data.tasks import accuracy_line
 
         lines.append(f"tasks after    {accuracy_line(report['downstream'])}")
+    if report.get("compact"):
+        c = report["compact"]
+        lines.append(f"compact        {c['num_parameters']:,} of {c['original_num_parameters']:,} "
+                     f"parameters (real size {c['real_size']:.4f}), in {c['folder']}")
     if report.get("seconds_total") is not None:
         lines.append(f"seconds        {report['seconds_total']:.1f}")
     if report.get("out"):

@@ -21,6 +21,7 @@ from llm_surgeon.model.loading import (
     load_model_config,
     resolve_model_path,
     save_model,
+    strip_quantization,
 )
 from llm_surgeon.model.state import ModuleState
 
@@ -42,4 +43,5 @@ __all__ = [
     "load_model_config",
     "resolve_model_path",
     "save_model",
+    "strip_quantization",
 ]

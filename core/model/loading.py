@@ -167,7 +167,7 @@ def context_length(config: PretrainedConfig) -> int | None:
     return None
 
 
-def _strip_quantization(model: nn.Module) -> None:
+def strip_quantization(model: nn.Module) -> None:
     """Make a GGUF-loaded (already dequantised) model look like a plain float model."""
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None
@@ -212,7 +212,7 @@ def load_model(
     model = _from_pretrained(AutoModelForCausalLM, load_from, **kwargs)
     tokenizer = _from_pretrained(AutoTokenizer, load_from, trust_remote_code=trust_remote_code)
     if load_from.kind == "gguf":
-        _strip_quantization(model)
+        strip_quantization(model)
         if dtype == "float32":
             dequantised.store(_gguf_path(source), model, tokenizer)
     model.to(device)
@@ -246,7 +246,7 @@ def save_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, fold
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _strip_quantization(model)
+    strip_quantization(model)
     model.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)

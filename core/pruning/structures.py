@@ -82,12 +82,15 @@ class Structure(ABC):
         default_damping_g, default_damping_a: relative damping of ``G`` and ``A`` used
             when the run does not set ``damping_g`` / ``damping_a``.
         needs_couplings: the structure's scopes come from the adapter's couplings.
+        structured: removals are whole rows and columns of weight matrices, so a compact
+            export (``--save compact``) can drop them physically.
     """
 
     default_damping_g: float = 0.1
     default_damping_a: float = 0.1
     #: Whether the structure needs the adapter to declare couplings (checked before loading).
     needs_couplings: bool = False
+    structured: bool = False
 
     @property
     def implied_size(self) -> float | None:

@@ -21,7 +21,10 @@ from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.pruning.nm import check_nm
 from llm_surgeon.util.validators import fraction
 
-__all__ = ["CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig", "TasksConfig"]
+__all__ = ["SAVE_FORMATS", "CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig", "TasksConfig"]
+
+#: How the pruned model can be saved (``RunConfig.save``).
+SAVE_FORMATS = ("zeroed", "compact", "both")
 
 
 @attrs.frozen
@@ -48,6 +51,9 @@ class RunConfig:
             model); an estimator's own ``device`` option takes precedence.
         out: output folder; ``None`` writes nothing.
         save_model: whether to save the pruned model in ``out``.
+        save: how: ``zeroed`` (same shapes, pruned weights zero), ``compact`` (physically
+            smaller, structured results only) or ``both`` (zeroed in ``out``, compact in
+            ``out/compact``).
         trust_remote_code: passed to transformers when loading.
     """
 
@@ -73,6 +79,7 @@ class RunConfig:
     curvature_device: str | None = None
     out: str | None = None
     save_model: bool = True
+    save: str = attrs.field(default="zeroed", validator=v.in_(SAVE_FORMATS))
     trust_remote_code: bool = False
     seed: int = 0
 

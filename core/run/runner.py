@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Run one pruning job described by ``config`` and return its report.
 
-    If ``config.out`` is set, the pruned model (Hugging Face format), ``run_config.json``
-    and ``report.json`` are written there atomically: a failed run leaves no folder.
+    If ``config.out`` is set, the pruned model (Hugging Face format: zeroed, compact or both,
+    see ``config.save``), ``run_config.json`` and ``report.json`` are written there
+    atomically: a failed run leaves no folder.
     """
     resolved = validate_run(config)
     if config.out:
@@ -171,9 +172,23 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
     if config.out:
         with atomic_output(config.out, overwrite=overwrite) as folder:
             if config.save_model:
-                save_model(model, tokenizer, folder)
+                _save(config, model, tokenizer, Path(folder), report)
             write_json(Path(folder) / "run_config.json", config.to_dict())
             report["seconds_total"] = time.perf_counter() - started
             report["peak_rss_mb"] = peak_rss_mb()
             write_json(Path(folder) / "report.json", report)
     return report
+
+
+def _save(config: RunConfig, model: nn.Module, tokenizer: Any, folder: Path, report: dict) -> None:
+    """Write the pruned model as ``config.save`` says; a compact plan goes into the report."""
+    if config.save in ("zeroed", "both"):
+        save_model(model, tokenizer, folder)
+    if config.save in ("compact", "both"):
+        from llm_surgeon.export import save_compact  # transformers' model classes: import on use
+
+        target = folder / "compact" if config.save == "both" else folder
+        plan = save_compact(model, tokenizer, target, source={"model": config.model, "method": config.method,
+                                                            "structure": config.structure})
+        report["compact"] = {k: v for k, v in plan.to_dict().items() if k != "layers"}
+        report["compact"]["folder"] = str(target.relative_to(folder)) if target != folder else "."

@@ -4,7 +4,8 @@
 against the registry, builds each plugin's validated config from the user's options,
 and checks everything that can be checked cheaply: N:M structures, structures the
 method supports, the schedule, dtype and device, data paths, the output folder, and
-sequence lengths against the model's context (read from its config only). The
+sequence lengths against the model's context (read from its config only), and that a
+compact save has a structured result of a supported architecture. The
 output folder is checked by the caller (it depends on ``overwrite``, not on the run). Every
 problem is raised as one :class:`~llm_surgeon.errors.ConfigError` (CLI exit code 2).
 """
@@ -177,6 +178,28 @@ def _resolve_curvature(config: RunConfig, registry: Registry, method: PluginReco
     return curvature, _with_curvature_device(curvature, curvature_config, config.curvature_device)
 
 
+def check_save(config: RunConfig, structure: PluginRecord, structure_config: Any,
+               model_config: PretrainedConfig | None) -> None:
+    """A compact save (``save`` = ``compact`` / ``both``) needs a structured result and model.
+
+    Raises:
+        ConfigError: the structure zeroes single weights or N:M groups, which a compact
+            export cannot remove.
+        UnsupportedArchitectureError: the architecture has no compact form.
+    """
+    if config.save == "zeroed" or not config.save_model or not config.out:
+        return
+    if not method_attribute(structure, structure_config, "structured", False):
+        raise ConfigError(
+            f"--save {config.save} needs a structure that removes whole rows and columns "
+            f"(row-col, dims); {config.structure!r} zeroes single weights, which a compact export "
+            "cannot remove: use --save zeroed (for 2:4 on a GPU see `eval --semi-structured`)")
+    if model_config is not None:
+        from llm_surgeon.export.families import check_supported
+
+        check_supported(model_config)
+
+
 def validate_run(
     config: RunConfig,
     registry: Registry | None = None,
@@ -226,6 +249,7 @@ def validate_run(
         check_tasks(config.downstream)
 
     model_config = _check_model(config, registry, structure) if check_model else None
+    check_save(config, structure, structure_config, model_config)
     return ResolvedRun(
         config=config,
         method=method,

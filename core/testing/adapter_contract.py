@@ -25,13 +25,13 @@ and checks, raising ``AssertionError`` with the module's name at the first breac
    sizes, zeros, shrinking masks, finite logits); ``dims`` only where couplings exist.
 5. ``round trip``: a pruned model saved with :func:`llm_surgeon.save_model` reloads with
    plain transformers with equal logits and the same zeros.
-6. ``compact export``: when :mod:`llm_surgeon.export` exists (skipped otherwise).
+6. ``compact export``: the compact form of a ``row-col`` result has the zeroed model's
+   logits and its plan's parameter count (skipped for families it does not support).
 """
 
 from __future__ import annotations
 
 import copy
-import importlib.util
 import tempfile
 from collections.abc import Sequence
 from typing import Any
@@ -241,23 +241,41 @@ def check_adapter(model_or_config: Any, *, structures: Sequence[str] = DEFAULT_S
     report.checks["dead structures"] = check_dead(model, adapter, tokens, seed)
     if report.checks["couplings"] != "ok":
         structures = [s for s in structures if s != "dims"]
-    pruned = None
+    pruned = row_col = None
     for method, structure, shots in _combinations(structures, methods):
         target = 0.8 if structure == "row-col" else 0.5
         candidate = copy.deepcopy(model)
         check_prune(candidate, method=method, structure=structure, target_size=target, shots=shots,
                     calibration=tokens)
         pruned = pruned or candidate
+        if structure == "row-col":
+            row_col = row_col or candidate
         report.checks[f"prune {method} {structure}"] = "ok"
     if pruned is not None:
         check_round_trip(pruned, tokens)
         report.checks["round trip"] = "ok"
-    report.checks["compact export"] = _compact_export(pruned)
+    report.checks["compact export"] = check_compact_export(row_col, tokens)
     return report
 
 
-def _compact_export(pruned: nn.Module | None) -> str:
-    """Check 6, when compact export exists in this installation."""
-    if importlib.util.find_spec("llm_surgeon.export") is None:
-        return "skipped: compact export (llm_surgeon.export) is not part of this llm-surgeon"
-    return "skipped: llm_surgeon.export exists, but this contract does not call it yet"
+@torch.no_grad()
+def check_compact_export(pruned: nn.Module | None, tokens: Tensor) -> str:
+    """Check 6: the compact form of a ``row-col`` result has the logits of the zeroed
+    model and the parameter count of its plan; skipped for families it does not support."""
+    from llm_surgeon.errors import UnsupportedArchitectureError
+    from llm_surgeon.export import build_compact, compact_model
+    from llm_surgeon.export.families import check_supported
+
+    if pruned is None:
+        return "skipped: no row-col result to export"
+    try:
+        check_supported(pruned.config)
+    except UnsupportedArchitectureError as exc:
+        return f"skipped: {exc}"
+    plan = compact_model(pruned)
+    small = build_compact(pruned, plan).eval()
+    assert plan.num_parameters < plan.original_num_parameters, "the compact form removed nothing"
+    assert sum(p.numel() for p in small.parameters()) == plan.num_parameters, "compact size differs from its plan"
+    torch.testing.assert_close(small(input_ids=tokens).logits, pruned(input_ids=tokens).logits,
+                               rtol=1e-4, atol=1e-4, msg=lambda m: f"compact logits differ ({m})")
+    return "ok"

@@ -75,6 +75,7 @@ class DimsStructure(Structure):
     default_damping_g = 0.1
     default_damping_a = 0.1
     needs_couplings = True
+    structured = True
 
     def __init__(self, config: DimsConfig | None = None):
         self.config = config or DimsConfig()

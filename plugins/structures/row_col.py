@@ -92,6 +92,7 @@ class RowColStructure(Structure):
     #: Measured on SmolLM2-135M (README, "Damping"): 0.1 on both factors beat 0.01.
     default_damping_g = 0.1
     default_damping_a = 0.1
+    structured = True
 
     def __init__(self, config: RowColConfig | None = None):
         self.config = config or RowColConfig()

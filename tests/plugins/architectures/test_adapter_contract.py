@@ -23,6 +23,8 @@ def test_builtin_adapters_pass_the_contract(family):
     report = check_adapter(tiny_config(family))
     skipped = report.skipped()
     assert set(skipped) <= {"couplings", "dead structures", "compact export"}, report.summary()
+    compact = family in {"llama", "llama-bias", "mistral", "qwen2", "opt"}
+    assert (report.checks["compact export"] == "ok") == compact, report.summary()
     assert ("couplings" in skipped) == (family not in WITH_COUPLINGS), report.summary()
     assert report.checks["dead structures"] == "ok", report.summary()
     methods = {name.split()[1] for name in report.checks if name.startswith("prune ")}
