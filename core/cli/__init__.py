@@ -12,6 +12,7 @@ import argparse
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, UnsupportedArchitectureError
@@ -20,7 +21,7 @@ from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, Unsupport
 COMMANDS: tuple[str, ...] = ("eval", "prune", "plugins", "compare", "curvature", "curvature_figure")
 
 #: Exit codes.
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _version() -> str:
@@ -59,8 +60,20 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
+def _unexpected(exc: Exception, verbose: int) -> str:
+    """One line for an exception llm-surgeon did not raise on purpose (plugin named)."""
+    from llm_surgeon.registry.blame import describe
+    from llm_surgeon.registry.registry import loaded_registry
+
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    hint = "" if verbose else " (-v shows the traceback)"
+    return describe(exc, loaded_registry()) + hint
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 failure, 2 bad input, 3 plugin error)."""
+    """Run the command line; returns the exit code (0 ok, 1 failure, 2 bad input, 3 plugin
+    error, 130 interrupted)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -80,7 +93,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILURE
     except KeyboardInterrupt:
         print("llm-surgeon: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        print(f"llm-surgeon: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:
+        print(f"llm-surgeon: {_unexpected(exc, args.verbose)}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -134,11 +134,39 @@ def _check_no_pickles(source: ModelSource) -> None:
         )
 
 
+def check_weight_files(source: ModelSource) -> None:
+    """Read the header of every safetensors file of a local folder (cheap: no weights).
+
+    Raises:
+        ConfigError: naming a file that is truncated, corrupt or empty.
+    """
+    if source.kind != "folder":
+        return
+    from safetensors import SafetensorError, safe_open
+
+    for path in sorted(Path(source.path).glob("*.safetensors")):
+        try:
+            with safe_open(path, framework="pt"):
+                pass
+        except (SafetensorError, OSError) as exc:
+            raise ConfigError(f"model file {str(path)!r} is truncated or corrupt: {exc}") from None
+
+
 def _from_pretrained(loader: Any, source: ModelSource, **kwargs: Any) -> Any:
-    """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline."""
+    """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline.
+
+    A GGUF file that cannot be parsed (truncated, corrupt) is one :class:`ConfigError`
+    naming the file.
+    """
     kwargs.update(source.pretrained_kwargs())
     try:
         return loader.from_pretrained(source.path, **kwargs)
+    except (ValueError, IndexError, KeyError, EOFError) as exc:
+        if source.kind != "gguf":
+            raise
+        path = Path(source.path) / str(source.gguf_file)
+        raise ConfigError(f"cannot read GGUF file {str(path)!r} (truncated or corrupt?): "
+                          f"{type(exc).__name__}: {exc}") from None
     except OSError as exc:
         if source.kind != "hub" or kwargs.get("local_files_only"):
             raise ConfigError(f"cannot load {source.spec!r}: {exc}") from exc
@@ -175,6 +203,7 @@ def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedC
     from transformers import AutoConfig
 
     source = resolve_model_path(spec)
+    check_weight_files(source)
     identity = _file_identity(source)
     key = (source, identity, trust_remote_code)
     if identity is None or key not in _CONFIG_CACHE:
@@ -209,6 +238,33 @@ def _strip_quantization(model: nn.Module) -> None:
             delattr(config, key)
 
 
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model (no weights are read; for GGUF its metadata is parsed)."""
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, resolve_model_path(spec), trust_remote_code=trust_remote_code)
+
+
+def load_weights(spec: str, *, dtype: str = "float32", device: str = "cpu",
+                 trust_remote_code: bool = False) -> nn.Module:
+    """Load a causal LM, in eval mode on ``device`` (see :func:`load_model`)."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model_path(spec)
+    _check_no_pickles(source)
+    check_weight_files(source)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
+    if source.kind != "gguf":
+        kwargs["use_safetensors"] = True
+    logger.info("loading model %s (%s)", spec, source.kind)
+    model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
+    if source.kind == "gguf":
+        _strip_quantization(model)
+    model.to(device)
+    model.eval()
+    return model
+
+
 def load_model(
     spec: str,
     *,
@@ -226,22 +282,13 @@ def load_model(
 
     Returns:
         ``(model, tokenizer)``.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = resolve_model_path(spec)
-    _check_no_pickles(source)
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
-    if source.kind != "gguf":
-        kwargs["use_safetensors"] = True
-    logger.info("loading model %s (%s)", spec, source.kind)
-    model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
-    tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
-    if source.kind == "gguf":
-        _strip_quantization(model)
-    model.to(device)
-    model.eval()
-    return model, tokenizer
+    Raises:
+        ConfigError: the model is not found, has pickled weights only, or a weight file
+            is truncated or corrupt (named).
+    """
+    model = load_weights(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    return model, load_tokenizer(spec, trust_remote_code=trust_remote_code)
 
 
 def save_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:

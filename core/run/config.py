@@ -21,7 +21,11 @@ from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.pruning.nm import check_nm
 from llm_surgeon.util.validators import fraction
 
-__all__ = ["CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig"]
+__all__ = ["CHECKPOINT_KEEP", "CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings",
+           "RunConfig"]
+
+#: What a run with an output folder checkpoints: every shot, only the last shot, nothing.
+CHECKPOINT_KEEP = ("all", "last", "off")
 
 
 @attrs.frozen
