@@ -51,7 +51,8 @@ def calibration_windows(tokenizer: PreTrainedTokenizerBase, cal: CalibrationConf
     ids = tokenize(tokenizer, text)
     if ids.numel() <= cal.seqlen:
         raise ConfigError(
-            f"calibration split has {ids.numel()} tokens, fewer than seqlen + 1 = {cal.seqlen + 1}"
+            f"calibration data {info['source']} has {ids.numel()} tokens, fewer than "
+            f"seqlen + 1 = {cal.seqlen + 1}: give more text or a smaller --seqlen"
         )
     gen = torch.Generator().manual_seed(cal.seed)
     starts = torch.randint(0, ids.numel() - cal.seqlen, (cal.nsamples,), generator=gen)
@@ -82,8 +83,9 @@ def eval_windows(tokenizer: PreTrainedTokenizerBase, ev: EvalConfig) -> Tensor:
         ``(n_windows, seqlen)`` int64 token ids on the CPU: the first ``ev.windows``
         (all if ``None``) non-overlapping windows.
     """
-    text, _ = load_text(ev.data)
+    text, info = load_text(ev.data)
     windows = split_windows(tokenize(tokenizer, text), ev.seqlen, ev.windows)
     if windows.shape[0] == 0:
-        raise ConfigError(f"evaluation split is shorter than one window of {ev.seqlen} tokens")
+        raise ConfigError(f"evaluation data {info['source']} is shorter than one window of "
+                          f"{ev.seqlen} tokens")
     return windows
