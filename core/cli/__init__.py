@@ -60,6 +60,11 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
+def _notes(exc: BaseException) -> str:
+    """The notes the runner added to ``exc`` (what was kept, how to resume), as ``; ...``."""
+    return "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+
+
 def _unexpected(exc: Exception, verbose: int) -> str:
     """One line for an exception llm-surgeon did not raise on purpose (plugin named)."""
     from llm_surgeon.registry.blame import describe
@@ -68,7 +73,7 @@ def _unexpected(exc: Exception, verbose: int) -> str:
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
     hint = "" if verbose else " (-v shows the traceback)"
-    return describe(exc, loaded_registry()) + hint
+    return describe(exc, loaded_registry()) + _notes(exc) + hint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -83,19 +88,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UnsupportedArchitectureError) as exc:
-        print(f"llm-surgeon: error: {exc}", file=sys.stderr)
+        print(f"llm-surgeon: error: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except PluginError as exc:
-        print(f"llm-surgeon: plugin error: {exc}", file=sys.stderr)
+        print(f"llm-surgeon: plugin error: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_PLUGIN
     except SurgeonError as exc:
-        print(f"llm-surgeon: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"llm-surgeon: {type(exc).__name__}: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("llm-surgeon: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"llm-surgeon: interrupted{_notes(exc)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:
-        print(f"llm-surgeon: error: {exc}", file=sys.stderr)
+        print(f"llm-surgeon: error: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
     except Exception as exc:
         print(f"llm-surgeon: {_unexpected(exc, args.verbose)}", file=sys.stderr)

@@ -10,7 +10,7 @@ last had control.
 from __future__ import annotations
 
 import traceback
-from types import ModuleType
+from types import FrameType, ModuleType
 
 import attrs
 
@@ -34,7 +34,7 @@ class Culprit:
     where: str
 
 
-def _owner(module: str, owners: dict[str, object]) -> object | None:
+def _owner(module: str, owners: dict[str, tuple[str, str, str]]) -> tuple[str, str, str] | None:
     """The owner of the longest prefix of ``module`` in ``owners``."""
     best = None
     for prefix in owners:
@@ -43,29 +43,44 @@ def _owner(module: str, owners: dict[str, object]) -> object | None:
     return owners[best] if best is not None else None
 
 
-def blame(exc: BaseException, registry: Registry) -> Culprit | None:
-    """The plugin whose code raised ``exc``, or ``None`` if no plugin code is on its traceback."""
-    plugins: dict[str, tuple[str, str, str]] = {}
+def _plugin_modules(registry: Registry) -> dict[str, tuple[str, str, str]]:
+    """Module name -> ``(plugin, distribution, version)``: plugin modules and factories' modules."""
+    owners: dict[str, tuple[str, str, str]] = {}
     for name, plugin, distribution, version in registry.plugins():
         module = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
-        plugins[module] = (name, distribution, version)
-    records: dict[str, PluginRecord] = {}
+        owners[module] = (name, distribution, version)
+    by_name = {owner[0]: owner for owner in owners.values()}
     for record in registry.records():
-        records.setdefault(getattr(record.factory, "__module__", None) or "", record)
-    frames = traceback.extract_tb(exc.__traceback__)
-    modules = [frame.f_globals.get("__name__", "") for frame, _ in traceback.walk_tb(exc.__traceback__)]
-    for frame, module in zip(reversed(frames), reversed(modules), strict=True):
-        record = _owner(module, records)
-        owner = _owner(module, plugins)
-        if owner is None and isinstance(record, PluginRecord):
-            owner = next((p for p in plugins.values() if p[0] == record.plugin), None)
-        if owner is None:
-            continue
-        name, distribution, version = owner  # type: ignore[misc]
-        item = f"{record.kind.value} {record.name!r}" if isinstance(record, PluginRecord) else None
-        return Culprit(name, f"{distribution} {version}".strip(), item,
-                       f"{frame.filename}:{frame.lineno} in {frame.name}")
+        module = getattr(record.factory, "__module__", None)
+        if module and record.plugin in by_name:
+            owners.setdefault(module, by_name[record.plugin])
+    return owners
+
+
+def _item(frames: list[FrameType], records: list[PluginRecord]) -> str | None:
+    """The registered item whose instance (``self``) runs the innermost of ``frames``."""
+    classes = [(r.factory, r) for r in records if isinstance(r.factory, type)]
+    for frame in frames:
+        obj = frame.f_locals.get("self")
+        for cls, record in classes:
+            if obj is not None and isinstance(obj, cls):
+                return f"{record.kind.value} {record.name!r}"
     return None
+
+
+def blame(exc: BaseException, registry: Registry) -> Culprit | None:
+    """The plugin whose code raised ``exc``, or ``None`` if no plugin code is on its traceback."""
+    owners = _plugin_modules(registry)
+    frames = [(frame, lineno) for frame, lineno in traceback.walk_tb(exc.__traceback__)][::-1]
+    mine = [(frame, lineno, owner) for frame, lineno in frames
+            if (owner := _owner(frame.f_globals.get("__name__", ""), owners)) is not None]
+    if not mine:
+        return None
+    frame, lineno, (name, distribution, version) = mine[0]
+    ours = [f for f, _, owner in mine if owner[0] == name]
+    records = [r for r in registry.records() if r.plugin == name]
+    return Culprit(name, f"{distribution} {version}".strip(), _item(ours, records),
+                   f"{frame.f_code.co_filename}:{lineno} in {frame.f_code.co_name}")
 
 
 def describe(exc: BaseException, registry: Registry | None) -> str:

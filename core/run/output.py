@@ -191,14 +191,18 @@ class RunOutput:
         """Rename the finished output to ``out`` and remove the work folder."""
         self.partial.commit(overwrite=self.overwrite)
 
-    def failed(self) -> None:
-        """After an error or interrupt: remove a half-written output; keep checkpoints, if any."""
+    def failed(self) -> str | None:
+        """After an error or interrupt: remove a half-written output; keep checkpoints, if any.
+
+        Returns:
+            What was kept and how to go on, or ``None`` if nothing was kept.
+        """
         self.partial.discard_output()
         last = latest_checkpoint(self.checkpoints) if self.partial.exists() else None
         if last is None:
             self.partial.remove()
-            return
+            return None
         self.partial.release()
-        log.warning("the checkpoint of shot %d of %d is kept in %s: continue with "
-                    "`llm-surgeon prune --resume %s` (or start again with --overwrite)",
-                    last.shot, self.config.shots, self.partial.path, self.config.out)
+        return (f"the checkpoint of shot {last.shot} of {self.config.shots} is kept in "
+                f"{self.partial.path}: continue with `llm-surgeon prune --resume {self.config.out}` "
+                "(or start again with --overwrite)")

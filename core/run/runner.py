@@ -85,9 +85,12 @@ def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False,
     try:
         with torch_settings(config.seed):
             return _run(config, resolved, progress, started, output)
-    except BaseException:
-        if output is not None:
-            output.failed()
+    except BaseException as exc:
+        kept = output.failed() if output is not None else None
+        if kept is not None and hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(kept)
+        elif kept is not None:
+            log.warning("%s", kept)
         raise
 
 
