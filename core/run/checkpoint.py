@@ -2,7 +2,8 @@
 
 A checkpoint is a folder ``shot-NNN`` in ``.OUT.partial/checkpoints/``:
 
-* ``masks.safetensors``: module name -> bool mask ``(d_out, d_in)``;
+* ``masks.safetensors``: module name -> its bool mask ``(d_out, d_in)``, bit-packed
+  (:func:`numpy.packbits`, row-major: 8 weights a byte);
 * ``weights.safetensors``: ``NAME.weight`` (and ``NAME.bias``) of every prunable module
   in the model's dtype. Every prunable weight is kept, not only the changed ones: with
   correlated updates every module that lost a row or column changes, which after the
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
@@ -50,7 +52,7 @@ CHECKPOINT_VERSION = 1
 
 def _session_tensors(session: PruningSession) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
     """The tensors of each file and the JSON side of the session's state."""
-    masks = {s.pm.name: s.mask.cpu().contiguous() for s in session.states}
+    masks = {s.pm.name: torch.from_numpy(np.packbits(s.mask.cpu().numpy())) for s in session.states}
     weights = {}
     for s in session.states:
         weights[f"{s.pm.name}.weight"] = s.pm.module.weight.detach().cpu().contiguous()
@@ -100,7 +102,7 @@ class Checkpoint:
             raise SurgeonError(f"checkpoint {self.folder} is for other modules than this model's")
         with torch.no_grad():
             for s in session.states:
-                s.mask = masks[s.pm.name]
+                s.mask = _unpack(masks[s.pm.name], s.pm.module.weight.shape)
                 for kind in ("weight", "bias"):
                     param = getattr(s.pm.module, kind)
                     if param is not None:
@@ -111,6 +113,12 @@ class Checkpoint:
         session.extras = unflatten(data["extras"], tensors)
         set_rng_state({k[4:]: v for k, v in tensors.items() if k.startswith("rng/")}, data["rng"])
         return self.shot_logs()
+
+
+def _unpack(packed: Tensor, shape: torch.Size) -> Tensor:
+    """A bool mask of ``shape`` from its :func:`numpy.packbits` bytes."""
+    bits = np.unpackbits(packed.numpy(), count=shape.numel())
+    return torch.from_numpy(bits.astype(bool)).reshape(shape)
 
 
 def _matching(weights: dict[str, Tensor], key: str, param: Tensor, folder: Path) -> Tensor:
