@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from llm_surgeon.errors import ConfigError
+from llm_surgeon.model.files import check_no_pickles, check_weight_files
 from llm_surgeon.util.torch_util import torch_dtype
 
 if TYPE_CHECKING:
@@ -120,38 +121,6 @@ def resolve_model_path(spec: str) -> ModelSource:
     return ModelSource(spec, "hub", spec)
 
 
-def _check_no_pickles(source: ModelSource) -> None:
-    if source.kind != "folder":
-        return
-    folder = Path(source.path)
-    if any(folder.glob("*.safetensors")):
-        return
-    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
-        raise ConfigError(
-            f"{source.path} only has pickled weights (*.bin); llm-surgeon loads safetensors only, "
-            "since unpickling can run arbitrary code. Convert the checkpoint to safetensors "
-            "in an environment you trust first."
-        )
-
-
-def check_weight_files(source: ModelSource) -> None:
-    """Read the header of every safetensors file of a local folder (cheap: no weights).
-
-    Raises:
-        ConfigError: naming a file that is truncated, corrupt or empty.
-    """
-    if source.kind != "folder":
-        return
-    from safetensors import SafetensorError, safe_open
-
-    for path in sorted(Path(source.path).glob("*.safetensors")):
-        try:
-            with safe_open(path, framework="pt"):
-                pass
-        except (SafetensorError, OSError) as exc:
-            raise ConfigError(f"model file {str(path)!r} is truncated or corrupt: {exc}") from None
-
-
 def _from_pretrained(loader: Any, source: ModelSource, **kwargs: Any) -> Any:
     """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline.
 
@@ -203,7 +172,8 @@ def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedC
     from transformers import AutoConfig
 
     source = resolve_model_path(spec)
-    check_weight_files(source)
+    if source.kind == "folder":
+        check_weight_files(Path(source.path))
     identity = _file_identity(source)
     key = (source, identity, trust_remote_code)
     if identity is None or key not in _CONFIG_CACHE:
@@ -251,8 +221,9 @@ def load_weights(spec: str, *, dtype: str = "float32", device: str = "cpu",
     from transformers import AutoModelForCausalLM
 
     source = resolve_model_path(spec)
-    _check_no_pickles(source)
-    check_weight_files(source)
+    if source.kind == "folder":
+        check_no_pickles(Path(source.path))
+        check_weight_files(Path(source.path))
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
     if source.kind != "gguf":
         kwargs["use_safetensors"] = True

@@ -4,10 +4,12 @@ A checkpoint is a folder ``shot-NNN`` in ``.OUT.partial/checkpoints/``:
 
 * ``masks.safetensors``: module name -> its bool mask ``(d_out, d_in)``, bit-packed
   (:func:`numpy.packbits`, row-major: 8 weights a byte);
-* ``weights.safetensors``: ``NAME.weight`` (and ``NAME.bias``) of every prunable module
-  in the model's dtype. Every prunable weight is kept, not only the changed ones: with
-  correlated updates every module that lost a row or column changes, which after the
-  first shot of a row-col run is all of them (README, "Long runs");
+* ``weights-NNNNN-of-MMMMM.safetensors``: ``NAME.weight`` (and ``NAME.bias``) of every
+  prunable module in the model's dtype, in files of about :data:`SHARD_BYTES` (a write
+  holds one file's bytes in memory at a time). Every prunable weight is kept, not only
+  the changed ones: with correlated updates every module that lost a row or column
+  changes, which after the first shot of a row-col run is all of them (README, "Long
+  runs");
 * ``state.safetensors``: the generators' states, the warm-start curvatures (when the
   estimator uses them) and a method's ``session.extras``;
 * ``state.json``: the shot, the resolved config, the shot logs so far, the mask hash,
@@ -32,6 +34,7 @@ from typing import Any
 import attrs
 import numpy as np
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
@@ -49,23 +52,42 @@ from llm_surgeon.util.tensor_tree import flatten, unflatten
 log = logging.getLogger(__name__)
 
 CHECKPOINT_VERSION = 1
+#: Weights are written in files of about this size, which bounds the memory a write takes.
+SHARD_BYTES = 512 * 2**20
+
+def _weight_shards(session: PruningSession) -> list[dict[str, Tensor]]:
+    """Every prunable module's weight and bias, in files of about :data:`SHARD_BYTES`."""
+    shards: list[dict[str, Tensor]] = [{}]
+    size = 0
+    for s in session.states:
+        for kind in ("weight", "bias"):
+            param = getattr(s.pm.module, kind)
+            if param is None:
+                continue
+            nbytes = param.numel() * param.element_size()
+            if shards[-1] and size + nbytes > SHARD_BYTES:
+                shards.append({})
+                size = 0
+            shards[-1][f"{s.pm.name}.{kind}"] = param.detach().cpu().contiguous()
+            size += nbytes
+    return shards
+
 
 def _session_tensors(session: PruningSession) -> tuple[dict[str, dict[str, Tensor]], dict[str, Any]]:
     """The tensors of each file and the JSON side of the session's state."""
-    masks = {s.pm.name: torch.from_numpy(np.packbits(s.mask.cpu().numpy())) for s in session.states}
-    weights = {}
-    for s in session.states:
-        weights[f"{s.pm.name}.weight"] = s.pm.module.weight.detach().cpu().contiguous()
-        if s.pm.module.bias is not None:
-            weights[f"{s.pm.name}.bias"] = s.pm.module.bias.detach().cpu().contiguous()
+    files = {"masks": {s.pm.name: torch.from_numpy(np.packbits(s.mask.cpu().numpy()))
+                       for s in session.states}}
+    shards = _weight_shards(session)
+    for i, shard in enumerate(shards, start=1):
+        files[f"weights-{i:05d}-of-{len(shards):05d}"] = shard
     rng_tensors, rng_data = rng_state()
     state = {f"rng/{k}": v for k, v in rng_tensors.items()}
     previous = None
     if session.estimator is not None and session.estimator.uses_previous:
         previous = flatten(session.previous_curvatures, state, "warm")
     extras = flatten(session.extras, state, "extras")
-    return ({"masks": masks, "weights": weights, "state": state},
-            {"rng": rng_data, "previous_curvatures": previous, "extras": extras})
+    files["state"] = state
+    return files, {"rng": rng_data, "previous_curvatures": previous, "extras": extras}
 
 
 def _fsync(path: Path) -> None:
@@ -95,18 +117,12 @@ class Checkpoint:
             SurgeonError: the checkpoint does not match the session's model.
         """
         masks = load_file(self.folder / "masks.safetensors")
-        weights = load_file(self.folder / "weights.safetensors")
         tensors = load_file(self.folder / "state.safetensors")
-        names = [s.pm.name for s in session.states]
-        if sorted(masks) != sorted(names):
+        if sorted(masks) != sorted(s.pm.name for s in session.states):
             raise SurgeonError(f"checkpoint {self.folder} is for other modules than this model's")
-        with torch.no_grad():
-            for s in session.states:
-                s.mask = _unpack(masks[s.pm.name], s.pm.module.weight.shape)
-                for kind in ("weight", "bias"):
-                    param = getattr(s.pm.module, kind)
-                    if param is not None:
-                        param.copy_(_matching(weights, f"{s.pm.name}.{kind}", param, self.folder))
+        for s in session.states:
+            s.mask = _unpack(masks[s.pm.name], s.pm.module.weight.shape)
+        self._restore_weights(session)
         data = self.state["session"]
         if data["previous_curvatures"] is not None:
             session.previous_curvatures = unflatten(data["previous_curvatures"], tensors, (Curvature,))
@@ -115,17 +131,29 @@ class Checkpoint:
         return self.shot_logs()
 
 
+    @torch.no_grad()
+    def _restore_weights(self, session: PruningSession) -> None:
+        """Copy every prunable weight and bias back, one tensor at a time."""
+        params = {f"{s.pm.name}.{kind}": getattr(s.pm.module, kind)
+                  for s in session.states for kind in ("weight", "bias")
+                  if getattr(s.pm.module, kind) is not None}
+        for path in sorted(self.folder.glob("weights-*.safetensors")):
+            with safe_open(path, framework="pt") as f:
+                for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                    t, param = f.get_tensor(key), params.pop(key, None)
+                    if param is None or t.shape != param.shape or t.dtype != param.dtype:
+                        raise SurgeonError(f"checkpoint {self.folder}: {key} is not a weight of "
+                                           "this model, or has another shape or dtype")
+                    param.copy_(t)
+        if params:
+            raise SurgeonError(f"checkpoint {self.folder} lacks {len(params)} weights "
+                               f"(e.g. {next(iter(params))})")
+
+
 def _unpack(packed: Tensor, shape: torch.Size) -> Tensor:
     """A bool mask of ``shape`` from its :func:`numpy.packbits` bytes."""
     bits = np.unpackbits(packed.numpy(), count=shape.numel())
     return torch.from_numpy(bits.astype(bool)).reshape(shape)
-
-
-def _matching(weights: dict[str, Tensor], key: str, param: Tensor, folder: Path) -> Tensor:
-    t = weights.get(key)
-    if t is None or t.shape != param.shape or t.dtype != param.dtype:
-        raise SurgeonError(f"checkpoint {folder}: {key} is missing or has another shape or dtype")
-    return t
 
 
 def _shot_folders(root: Path) -> list[tuple[int, Path]]:

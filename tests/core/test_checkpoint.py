@@ -13,6 +13,7 @@ import torch
 from llm_surgeon.curvature.types import Curvature, DiagonalCurvature, KroneckerCurvature
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.loop import run_shots
+from llm_surgeon.run import checkpoint as checkpoint_module
 from llm_surgeon.run.checkpoint import Checkpoint, CheckpointHook, latest_checkpoint
 from llm_surgeon.run.config import LoraSettings, RunConfig
 from llm_surgeon.run.output import RunOutput, config_differences
@@ -93,11 +94,13 @@ def test_every_shot_is_checkpointed_and_keep_last_keeps_one(keep, tmp_path):
     assert info["mb"] > 0 and info["seconds"] > 0 and len(info["mask_sha256"]) == 64
 
 
-def test_a_restored_session_continues_exactly_like_the_original(tmp_path):
+def test_a_restored_session_continues_exactly_like_the_original(tmp_path, monkeypatch):
     """Restore shot 1's checkpoint into an untouched model and run shot 2: bit for bit the same."""
+    monkeypatch.setattr(checkpoint_module, "SHARD_BYTES", 4096)  # weights in several files
     method, original = make_session(tiny_model("llama"), **OPTIONS)
     run_shots(method, original, hooks=[CheckpointHook(tmp_path, {})])
     folder = tmp_path / "shot-001"
+    assert len(list(folder.glob("weights-*.safetensors"))) > 3
     checkpoint = Checkpoint(folder, json.loads((folder / "state.json").read_text()))
 
     method, restored = make_session(tiny_model("llama"), **OPTIONS)
@@ -107,3 +110,35 @@ def test_a_restored_session_continues_exactly_like_the_original(tmp_path):
     for a, b in zip(original.states, restored.states, strict=True):
         assert torch.equal(a.mask, b.mask)
         assert torch.equal(a.pm.module.weight, b.pm.module.weight)
+
+
+def test_resume_without_an_interrupted_run_says_so(tmp_path, capsys):
+    from llm_surgeon import cli
+
+    assert cli.main(["prune", "--resume", str(tmp_path / "never")]) == 2
+    assert "no interrupted run of" in capsys.readouterr().err
+    done = tmp_path / "done"
+    done.mkdir()
+    (done / "report.json").write_text("{}")
+    assert cli.main(["prune", "--resume", str(done)]) == 2
+    assert "is complete: nothing to resume" in capsys.readouterr().err
+
+
+def test_a_run_killed_after_its_output_was_complete_resumes_into_the_rename(
+        tiny_model_dir, wikitext_dir, tmp_path, monkeypatch):
+    from llm_surgeon.run import runner
+    from llm_surgeon.run.config import CalibrationConfig, DataConfig, EvalConfig
+    from llm_surgeon.util.partial import SAVED_MARKER
+
+    data = DataConfig(data_dir=str(wikitext_dir), split="validation")
+    config = RunConfig(model=str(tiny_model_dir), out=str(tmp_path / "out"),
+                       calibration=CalibrationConfig(data=data, seqlen=32),
+                       evaluation=EvalConfig(data=data, seqlen=32))
+    output = RunOutput.start(config)
+    (output.start_output() / "report.json").write_text('{"done": true}')
+    (output.partial.path / SAVED_MARKER).touch()
+    output.partial.release()
+    monkeypatch.setattr(runner, "_run", lambda *a: pytest.fail("the run was redone"))
+    assert runner.prune(config, resume=True) == {"done": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert json.loads((tmp_path / "out" / "report.json").read_text()) == {"done": True}
