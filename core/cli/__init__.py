@@ -13,6 +13,7 @@ import importlib
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, UnsupportedArchitectureError
@@ -23,7 +24,7 @@ COMMANDS: tuple[str, ...] = (
 )
 
 #: Exit codes.
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _version() -> str:
@@ -69,8 +70,25 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read by transformers at import
 
 
+def _notes(exc: BaseException) -> str:
+    """The notes the runner added to ``exc`` (what was kept, how to resume), as ``; ...``."""
+    return "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+
+
+def _unexpected(exc: Exception, verbose: int) -> str:
+    """One line for an exception llm-surgeon did not raise on purpose (plugin named)."""
+    from llm_surgeon.registry.blame import describe
+    from llm_surgeon.registry.registry import loaded_registry
+
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    hint = "" if verbose else " (-v shows the traceback)"
+    return describe(exc, loaded_registry()) + _notes(exc) + hint
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 failure, 2 bad input, 3 plugin error)."""
+    """Run the command line; returns the exit code (0 ok, 1 failure, 2 bad input, 3 plugin
+    error, 130 interrupted)."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -82,17 +100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UnsupportedArchitectureError) as exc:
-        print(f"llm-surgeon: error: {exc}", file=sys.stderr)
+        print(f"llm-surgeon: error: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except PluginError as exc:
-        print(f"llm-surgeon: plugin error: {exc}", file=sys.stderr)
+        print(f"llm-surgeon: plugin error: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_PLUGIN
     except SurgeonError as exc:
-        print(f"llm-surgeon: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"llm-surgeon: {type(exc).__name__}: {exc}{_notes(exc)}", file=sys.stderr)
         return EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("llm-surgeon: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        print(f"llm-surgeon: interrupted{_notes(exc)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        print(f"llm-surgeon: error: {exc}{_notes(exc)}", file=sys.stderr)
+        return EXIT_FAILURE
+    except Exception as exc:
+        print(f"llm-surgeon: {_unexpected(exc, args.verbose)}", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":  # pragma: no cover

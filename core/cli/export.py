@@ -10,8 +10,6 @@ import argparse
 import logging
 import sys
 
-from llm_surgeon.cli.options import disable_library_progress_bars
-
 logger = logging.getLogger(__name__)
 
 #: Export formats (``--format``).
@@ -43,13 +41,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check, load, export, print the plan."""
     from llm_surgeon.export import export_folder
+    from llm_surgeon.util.progress import no_progress_bars
     from llm_surgeon.util.torch_util import torch_dtype
 
     torch_dtype(args.dtype)
-    if args.no_progress:
-        disable_library_progress_bars()
-    plan = export_folder(args.model, args.out, dtype=args.dtype, overwrite=args.overwrite,
-                         trust_remote_code=args.trust_remote_code)
+    with no_progress_bars(args.no_progress):
+        plan = export_folder(args.model, args.out, dtype=args.dtype, overwrite=args.overwrite,
+                             trust_remote_code=args.trust_remote_code)
     if args.json:
         from llm_surgeon.util.io import to_json_text
 

@@ -8,8 +8,13 @@ before any weights are loaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -24,7 +29,7 @@ from llm_surgeon.cli.options import (
 )
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.lora.settings import LoraSettings
-from llm_surgeon.run.config import SAVE_FORMATS, RunConfig
+from llm_surgeon.run.config import CHECKPOINT_KEEP, SAVE_FORMATS, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +119,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--device", help="cpu (default), cuda, cuda:1...")
     r.add_argument("--dtype", help="model dtype while pruning (default: float32)")
     r.add_argument("--out", metavar="DIR", help="output folder (written atomically)")
-    r.add_argument("--overwrite", action="store_true", default=None, help="replace a non-empty --out")
+    r.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace a non-empty --out and discard an interrupted run of it")
+    r.add_argument("--resume", metavar="OUT",
+                   help="continue the interrupted run of OUT after its last checkpoint (its "
+                        "config is read from the checkpoint; flags given must not change it)")
+    r.add_argument("--checkpoints", choices=CHECKPOINT_KEEP, default="all",
+                   help="with --out, checkpoint every shot (all, default), keep only the last "
+                        "checkpoint (last), or none (off)")
     r.add_argument("--no-save-model", action="store_true", default=None, help="write the report only")
     r.add_argument("--save", choices=SAVE_FORMATS, default=None,
                    help="zeroed (default: same shapes, pruned weights zero), compact (physically "
@@ -190,11 +202,26 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """The run configuration from ``--recipe`` (if any) overridden by the given flags."""
+    """The run configuration from ``--recipe`` (if any) overridden by the given flags.
+
+    With ``--resume OUT`` and neither MODEL nor ``--recipe``, the interrupted run's
+    config is the base the flags override (any change is refused later, by the runner).
+    """
     from llm_surgeon.run.recipes import config_from_data, load_recipe, merge, normalize
 
-    recipe = load_recipe(args.recipe) if args.recipe else {}
-    data = merge(recipe, normalize(overrides_from_args(args)))
+    if args.resume:
+        if args.out is not None and Path(args.out).absolute() != Path(args.resume).absolute():
+            raise ConfigError(f"--out {args.out} and --resume {args.resume} name different folders")
+        args.out = args.resume
+    if args.recipe:
+        base = load_recipe(args.recipe)
+    elif args.resume and args.model is None:
+        from llm_surgeon.run.output import stored_config
+
+        base = stored_config(args.resume)
+    else:
+        base = {}
+    data = merge(base, normalize(overrides_from_args(args)))
     if not data.get("model"):
         raise ConfigError("no model given (pass MODEL or set `model` in the recipe)")
     return config_from_data(data)
@@ -228,6 +255,22 @@ def _summary(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop) ends the run like SIGINT: cleanly, checkpoints kept."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     """Validate, prune, print perplexity before and after."""
     from llm_surgeon.run.validate import validate_run
@@ -238,12 +281,14 @@ def run(args: argparse.Namespace) -> int:
     overwrite = bool(args.overwrite)
     if config.out is None:
         logger.warning("no --out given: nothing will be written")
-    else:
+    elif not args.resume:
         check_output_folder(config.out, overwrite=overwrite)
 
     from llm_surgeon.run.runner import prune
 
-    report = prune(config, progress=not args.no_progress, overwrite=overwrite)
+    with _sigterm_as_interrupt():
+        report = prune(config, progress=not args.no_progress, overwrite=overwrite,
+                       resume=bool(args.resume), checkpoints=args.checkpoints)
     if args.json:
         from llm_surgeon.util.io import to_json_text
 

@@ -42,6 +42,7 @@ from llm_surgeon.curvature.options import FisherType
 from llm_surgeon.curvature.tokens import ModuleTokens, token_grads
 from llm_surgeon.data.loss import next_token_logits
 from llm_surgeon.model.adapters import PrunableModule
+from llm_surgeon.util.faults import fault_point
 from llm_surgeon.util.progress import progress_bar
 from llm_surgeon.util.torch_util import model_device
 
@@ -217,6 +218,7 @@ def run_pass(
     try:
         with frozen(model):
             for batch in progress_bar(batches, total=len(batches), desc=desc, enabled=progress):
+                fault_point("calibration-batch")
                 if batch.ndim != 2 or batch.shape[1] < 2:
                     raise ValueError(f"calibration batches must be (batch, seqlen >= 2), got {tuple(batch.shape)}")
                 batch = batch.to(device)

@@ -148,6 +148,23 @@ def _load_split(data: DataConfig, split: str) -> tuple[str | None, str]:
     return _local_text(data, split)
 
 
+def check_source(data: DataConfig, what: str) -> None:
+    """Refuse a local split file that is empty, without reading it (cheap, before any model).
+
+    Raises:
+        ConfigError: naming the empty file.
+    """
+    if data.data_dir is None:
+        return
+    root = Path(data.data_dir).expanduser()
+    split = split_name(data.split)
+    path = root if root.is_file() else None
+    if root.is_dir():
+        path = _split_file(root, split) or (_split_file(root, "validation") if split == "train" else None)
+    if path is not None and path.stat().st_size == 0:
+        raise ConfigError(f"{what} data file {str(path)!r} is empty")
+
+
 def load_text(data: DataConfig) -> tuple[str, dict[str, Any]]:
     """The text of one dataset split, as a single string.
 

@@ -101,7 +101,8 @@ def calibration_windows(tokenizer: PreTrainedTokenizerBase, cal: CalibrationConf
     length = cal.seqlen - (bos is not None)  # stream tokens per window
     if ids.numel() <= length or length < 1:
         raise ConfigError(
-            f"calibration split has {ids.numel()} tokens, fewer than seqlen + 1 = {cal.seqlen + 1}"
+            f"calibration data {info['source']} has {ids.numel()} tokens, fewer than "
+            f"seqlen + 1 = {cal.seqlen + 1}: give more text or a smaller --seqlen"
         )
     gen = torch.Generator().manual_seed(cal.seed)
     starts = torch.randint(0, ids.numel() - length, (cal.nsamples,), generator=gen)
@@ -146,5 +147,6 @@ def eval_windows(tokenizer: PreTrainedTokenizerBase, ev: EvalConfig,
     chunks = split_windows(_stream(tokenizer, text, bos), ev.seqlen - (bos is not None), ev.windows)
     windows = _with_bos(chunks, bos)
     if windows.shape[0] == 0:
-        raise ConfigError(f"evaluation split is shorter than one window of {ev.seqlen} tokens")
+        raise ConfigError(f"evaluation data {text_info['source']} is shorter than one window of "
+                          f"{ev.seqlen} tokens")
     return windows

@@ -28,6 +28,7 @@ from llm_surgeon.pruning.structures import CandidateSet, Scope
 from llm_surgeon.pruning.threshold import global_threshold, threshold_after
 from llm_surgeon.solver.factor import Damping
 from llm_surgeon.solver.live import Solvers
+from llm_surgeon.util.faults import fault_point
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -137,6 +138,7 @@ def remove(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers,
     """Remove every scope's selection; the predicted increase of the loss."""
     cost = 0.0
     for scope, selected in zip(scopes, selections, strict=True):
+        fault_point("solve")
         cost += float(named(scope, session.structure.apply, scope, solvers, selected, session.update))
     return cost
 

@@ -17,6 +17,7 @@ import attrs
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.model import dequantised
 from llm_surgeon.model.aliases import ALIASES, ModelAlias, alias_file
+from llm_surgeon.model.files import check_no_pickles, check_weight_files
 from llm_surgeon.util.torch_util import torch_dtype
 
 if TYPE_CHECKING:
@@ -93,25 +94,21 @@ def resolve_model_path(spec: str) -> ModelSource:
     return ModelSource(spec, "hub", spec)
 
 
-def _check_no_pickles(source: ModelSource) -> None:
-    if source.kind != "folder":
-        return
-    folder = Path(source.path)
-    if any(folder.glob("*.safetensors")):
-        return
-    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
-        raise ConfigError(
-            f"{source.path} only has pickled weights (*.bin); llm-surgeon loads safetensors only, "
-            "since unpickling can run arbitrary code. Convert the checkpoint to safetensors "
-            "in an environment you trust first."
-        )
-
-
 def _from_pretrained(loader: Any, source: ModelSource, **kwargs: Any) -> Any:
-    """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline."""
+    """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline.
+
+    A GGUF file that cannot be parsed (truncated, corrupt) is one :class:`ConfigError`
+    naming the file.
+    """
     kwargs.update(source.pretrained_kwargs())
     try:
         return loader.from_pretrained(source.path, **kwargs)
+    except (ValueError, IndexError, KeyError, EOFError) as exc:
+        if source.kind != "gguf":
+            raise
+        path = Path(source.path) / str(source.gguf_file)
+        raise ConfigError(f"cannot read GGUF file {str(path)!r} (truncated or corrupt?): "
+                          f"{type(exc).__name__}: {exc}") from None
     except OSError as exc:
         if source.kind != "hub" or kwargs.get("local_files_only"):
             raise ConfigError(f"cannot load {source.spec!r}: {exc}") from exc
@@ -147,7 +144,10 @@ def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedC
 
     from transformers import AutoConfig
 
-    source = _dequantised_source(resolve_model_path(spec))  # its config.json parses faster
+    source = resolve_model_path(spec)
+    if source.kind == "folder":
+        check_weight_files(Path(source.path))
+    source = _dequantised_source(source)  # its config.json parses faster than GGUF metadata
     identity = _file_identity(source)
     key = (source, identity, trust_remote_code)
     if identity is None or key not in _CONFIG_CACHE:
@@ -182,6 +182,41 @@ def strip_quantization(model: nn.Module) -> None:
             delattr(config, key)
 
 
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model (no weights are read; for GGUF its metadata is parsed)."""
+    from transformers import AutoTokenizer
+
+    source = _dequantised_source(resolve_model_path(spec))
+    return _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
+
+
+def load_weights(spec: str, *, dtype: str = "float32", device: str = "cpu",
+                 trust_remote_code: bool = False) -> nn.Module:
+    """Load a causal LM, in eval mode on ``device`` (see :func:`load_model`)."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model_path(spec)
+    if source.kind == "folder":
+        check_no_pickles(Path(source.path))
+        check_weight_files(Path(source.path))
+    load_from = _dequantised_source(source)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
+    if load_from.kind != "gguf":
+        kwargs["use_safetensors"] = True
+    logger.info("loading model %s (%s)", spec, "dequantised cache" if load_from is not source else source.kind)
+    model = _from_pretrained(AutoModelForCausalLM, load_from, **kwargs)
+    if load_from.kind == "gguf":
+        strip_quantization(model)
+        if dtype == "float32":
+            from transformers import AutoTokenizer
+
+            tokenizer = _from_pretrained(AutoTokenizer, load_from, trust_remote_code=trust_remote_code)
+            dequantised.store(_gguf_path(source), model, tokenizer)
+    model.to(device)
+    model.eval()
+    return model
+
+
 def load_model(
     spec: str,
     *,
@@ -199,25 +234,13 @@ def load_model(
 
     Returns:
         ``(model, tokenizer)``.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source = resolve_model_path(spec)
-    _check_no_pickles(source)
-    load_from = _dequantised_source(source)
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
-    if load_from.kind != "gguf":
-        kwargs["use_safetensors"] = True
-    logger.info("loading model %s (%s)", spec, "dequantised cache" if load_from is not source else source.kind)
-    model = _from_pretrained(AutoModelForCausalLM, load_from, **kwargs)
-    tokenizer = _from_pretrained(AutoTokenizer, load_from, trust_remote_code=trust_remote_code)
-    if load_from.kind == "gguf":
-        strip_quantization(model)
-        if dtype == "float32":
-            dequantised.store(_gguf_path(source), model, tokenizer)
-    model.to(device)
-    model.eval()
-    return model, tokenizer
+    Raises:
+        ConfigError: the model is not found, has pickled weights only, or a weight file
+            is truncated or corrupt (named).
+    """
+    model = load_weights(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    return model, load_tokenizer(spec, trust_remote_code=trust_remote_code)
 
 
 def _gguf_path(source: ModelSource) -> Path:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
+
 import attrs
 import torch
 from torch import Tensor
@@ -67,3 +70,14 @@ class ModuleState:
     def remaining(self) -> int:
         """Number of alive weights."""
         return int(torch.count_nonzero(self.mask))
+
+
+def mask_sha256(states: Sequence[ModuleState]) -> str:
+    """SHA-256 over every module's name, shape and bit-packed mask, in model order."""
+    import numpy as np
+
+    digest = hashlib.sha256()
+    for s in states:
+        digest.update(f"{s.pm.name}:{tuple(s.mask.shape)};".encode())
+        digest.update(np.packbits(s.mask.cpu().numpy()).tobytes())
+    return digest.hexdigest()

@@ -8,6 +8,8 @@ refuses unknown keys and names the path of every bad value.
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -21,10 +23,14 @@ from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.pruning.nm import check_nm
 from llm_surgeon.util.validators import fraction
 
-__all__ = ["SAVE_FORMATS", "CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig", "TasksConfig"]
+__all__ = ["CHECKPOINT_KEEP", "SAVE_FORMATS", "CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings",
+           "RunConfig", "TasksConfig"]
 
 #: How the pruned model can be saved (``RunConfig.save``).
 SAVE_FORMATS = ("zeroed", "compact", "both")
+
+#: What a run with an output folder checkpoints: every shot, only the last shot, nothing.
+CHECKPOINT_KEEP = ("all", "last", "off")
 
 
 @attrs.frozen
@@ -96,7 +102,47 @@ class RunConfig:
         return structure_config(data, cls)
 
 
-_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
+class WrongType(ValueError):
+    """A value of the wrong type in plain configuration data (``shots: "3"``, ``save_model: "no"``)."""
+
+
+def _exact(kind: str, accepts: Callable[[Any], bool], cast: Callable[[Any], Any]) -> Callable:
+    """A structure hook taking only values ``accepts`` admits (cattrs would coerce the rest)."""
+    def structure(value: Any, _type: Any) -> Any:
+        if not accepts(value):
+            raise WrongType(f"expected {kind}, got {type(value).__name__} {value!r}")
+        return cast(value)
+
+    return structure
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _strict(converter: cattrs.Converter) -> cattrs.Converter:
+    """No silent coercion: ``2.7`` is no int, ``"no"`` no bool, ``"qv"`` no tuple of roles."""
+    converter.register_structure_hook(
+        int, _exact("an integer", lambda x: _number(x) and isinstance(x, int), int))
+    converter.register_structure_hook(float, _exact("a number", _number, float))
+    converter.register_structure_hook(bool, _exact("true or false", lambda x: isinstance(x, bool), bool))
+    converter.register_structure_hook(str, _exact("a string", lambda x: isinstance(x, str), str))
+
+    def tuples(type_: Any) -> Callable:
+        item = typing.get_args(type_)[0] if typing.get_args(type_) else Any
+
+        def structure(value: Any, _type: Any) -> tuple:
+            if not isinstance(value, (list, tuple)):
+                raise WrongType(f"expected a list, got {type(value).__name__} {value!r}")
+            return tuple(converter.structure(x, item) for x in value)
+
+        return structure
+
+    converter.register_structure_hook_factory(lambda t: typing.get_origin(t) is tuple, tuples)
+    return converter
+
+
+_CONVERTER = _strict(cattrs.Converter(forbid_extra_keys=True))
 
 
 def unstructure(obj: Any) -> Any:
@@ -105,6 +151,8 @@ def unstructure(obj: Any) -> Any:
 
 
 def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, WrongType):
+        return str(exc)
     if type_ is None and isinstance(exc, ValueError):  # an attrs validator or post-init check
         return validation_message(exc)
     return format_exception(exc, type_)

@@ -8,6 +8,7 @@ from typing import Any
 
 from llm_surgeon.methods.base import ShotLog
 from llm_surgeon.methods.session import PruningSession
+from llm_surgeon.model.state import mask_sha256
 from llm_surgeon.run.config import RunConfig, unstructure
 from llm_surgeon.run.validate import ResolvedRun
 from llm_surgeon.util.resources import library_versions, peak_rss_mb
@@ -61,6 +62,7 @@ def build_report(
         "mask_size": session.size(),
         "real_size": session.real_size(),
         "real_parameters": session.real_parameters(),
+        "mask_sha256": mask_sha256(session.states),
         "prunable_parameters": session.total_weights(),
         "model_parameters": model_parameters,
         "prunable_fraction": session.total_weights() / model_parameters,

@@ -100,13 +100,15 @@ def _with_curvature_device(record: PluginRecord, options: Any, device: str | Non
 
 
 def check_data(data: DataConfig, what: str) -> None:
-    """Check a dataset name, split name and local path (no file is read)."""
-    from llm_surgeon.data.text import dataset_name, split_name
+    """Check a dataset name, split name and local path, and that its file is not empty
+    (no file is read)."""
+    from llm_surgeon.data.text import check_source, dataset_name, split_name
 
     dataset_name(data.dataset)
     split_name(data.split)
     if data.data_dir is not None and not Path(data.data_dir).expanduser().exists():
         raise ConfigError(f"{what} data path {data.data_dir!r} does not exist")
+    check_source(data, what)
 
 
 def check_device(device: str) -> None:

@@ -89,7 +89,7 @@ def fake_runner(monkeypatch):
     """A stand-in ``llm_surgeon.run.runner`` recording the configs it is given."""
     calls = []
 
-    def prune(config, *, progress=True, overwrite=False):
+    def prune(config, *, progress=True, overwrite=False, **kwargs):
         calls.append((config, progress))
         return {"model": config.model, "method": config.method, "curvature": config.curvature,
                 "structure": config.structure, "target_size": config.target_size,
