@@ -6,6 +6,7 @@
     python -m bench run PROFILE [--only PATTERN] [--dry-run] [--force] [--model PATH]
                                 [--data-dir DIR] [--device DEV] [--results DIR]
     python -m bench render [--results DIR] [--profile NAME ...]
+    python -m bench passes [--profile cpu] [--rounds N] [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import profiles, records, render, runner
+from bench import passes, profiles, records, render, runner
 
 #: Environment variable with a local WikiText-2 folder, used when ``--data-dir`` is not given.
 DATA_DIR_ENV = "BENCH_DATA_DIR"
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p_render.add_argument("--readme", type=Path, metavar="FILE",
                           help="also rewrite the '<!-- bench:PROFILE:start/end -->' blocks of FILE "
                                "with each profile's table and figures")
+    passes.add_parser(sub, runner.DEFAULT_RESULTS, DATA_DIR_ENV)
     return parser
 
 
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render}
+    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render, "passes": passes.main}
     return commands[args.command](args)
 
 

@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from llm_surgeon.curvature.options import GradientConfig, StatisticsConfig, accumulation_dtype
 from llm_surgeon.curvature.passes import PassOptions, PassStats, TokenObserver, run_pass
+from llm_surgeon.curvature.symmetric import add_gram_upper_, gram_upper, mirror_upper_
 from llm_surgeon.curvature.tokens import ModuleTokens
 from llm_surgeon.curvature.types import Curvature
 from llm_surgeon.errors import NumericalError
@@ -106,26 +107,58 @@ def check_finite(name: str, what: str, *tensors: Tensor | None) -> None:
 class ModuleSums:
     """Per-module running sums kept on the statistics device.
 
+    A symmetric sum (``x^T x``, or a ready term marked ``upper``) keeps only its upper
+    triangle up to date while it accumulates (about half the work, see
+    :mod:`llm_surgeon.curvature.symmetric`); :meth:`pop_mean` mirrors it once.
+
     Args:
         n: number of modules.
         device: where the sums live.
+
+    Attributes:
+        sums: per module, its running sum (``None`` until something is added).
+        upper: per module, whether only the upper triangle of its sum is kept.
     """
 
     def __init__(self, n: int, device: torch.device) -> None:
         self.sums: list[Tensor | None] = [None] * n
+        self.upper: list[bool] = [False] * n
         self.device = device
 
-    def add(self, index: int, value: Tensor) -> None:
-        """Add ``value`` (computed anywhere) to the sum of module ``index``."""
+    def _start(self, index: int, upper: bool) -> Tensor | None:
+        """The current sum of ``index``, after checking that it is of the same kind."""
+        total = self.sums[index]
+        if total is None:
+            self.upper[index] = upper
+        elif self.upper[index] != upper:
+            raise ValueError(f"module {index}: symmetric (upper-triangle) and general terms "
+                             "added to the same sum")
+        return total
+
+    def add(self, index: int, value: Tensor, *, upper: bool = False) -> None:
+        """Add ``value`` (computed anywhere) to the sum of module ``index``.
+
+        Args:
+            index: the module.
+            value: the term.
+            upper: ``value`` is symmetric and only its upper triangle is valid.
+        """
         value = value.to(self.device)
-        if self.sums[index] is None:
+        total = self._start(index, upper)
+        if total is None:
             self.sums[index] = value.clone()
         else:
-            self.sums[index].add_(value)
+            total.add_(value)
 
     def add_products(self, index: int, x: Tensor, y: Tensor) -> None:
-        """Add ``x^T y`` (``x: (T, m)``, ``y: (T, n)``), in place where the sum lives with ``x``."""
-        total = self.sums[index]
+        """Add ``x^T y`` (``x: (T, m)``, ``y: (T, n)``), in place where the sum lives with ``x``.
+
+        When ``y is x`` the sum is symmetric and only its upper triangle is accumulated.
+        """
+        if y is x:
+            self._add_gram(index, x)
+            return
+        total = self._start(index, False)
         if total is None:
             self.sums[index] = (x.T @ y).to(self.device)
         elif total.device == x.device and total.dtype == x.dtype:
@@ -133,15 +166,28 @@ class ModuleSums:
         else:
             total.add_((x.T @ y).to(self.device))
 
+    def _add_gram(self, index: int, x: Tensor) -> None:
+        total = self._start(index, True)
+        if total is None:
+            total = self.sums[index] = torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype,
+                                                   device=self.device)
+        if total.device == x.device and total.dtype == x.dtype:
+            add_gram_upper_(total, x)
+        else:
+            total.add_(gram_upper(x).to(self.device))
+
     def pop_mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """The sum of module ``index`` divided by ``count``, forgetting the sum.
 
-        Zeros of ``shape`` if nothing was added (a module the pass never reached).
+        Zeros of ``shape`` if nothing was added (a module the pass never reached). The
+        mean reuses the sum's memory (a symmetric one is mirrored first).
         """
         total, self.sums[index] = self.sums[index], None
         if total is None:
             return torch.zeros(shape, dtype=dtype, device=self.device)
-        return total / max(count, 1)
+        if self.upper[index]:
+            mirror_upper_(total)
+        return total.div_(max(count, 1))
 
 
 @attrs.frozen
@@ -151,19 +197,24 @@ class Moment:
     Attributes:
         name: key of the mean handed to :meth:`MomentEstimator.curvature`.
         backward: read in the backward callbacks (needs ``g``), else in the forward ones.
-        term: the batch's contribution: ``(x, y)`` whose product ``x^T y`` is added, or a
-            ready ``(m, n)`` sum (e.g. the input Gram matrix shared by modules).
+        term: the batch's contribution: ``(x, y)`` whose product ``x^T y`` is added (a
+            symmetric one, one triangle only, when ``y is x``), or a ready ``(m, n)`` sum
+            (e.g. the input Gram matrix shared by modules).
         shape: the shape of the mean for a module (for modules the pass never reached).
+        upper: a ready term is symmetric and holds only its upper triangle.
     """
 
     name: str
     backward: bool
     term: Callable[[ModuleTokens], tuple[Tensor, Tensor] | Tensor]
     shape: Callable[[PrunableModule], tuple[int, ...]]
+    upper: bool = False
 
 
-#: The input second moment ``sum_n a_n a_n^T``, ``(d_in, d_in)``.
-INPUT_MOMENT = Moment("A", False, lambda t: t.gram(), lambda pm: (layer_dims(pm)[1],) * 2)
+#: The input second moment ``sum_n a_n a_n^T``, ``(d_in, d_in)``: the upper triangle of the
+#: Gram matrix shared by modules that read the same input, mirrored in the mean.
+INPUT_MOMENT = Moment("A", False, lambda t: t.gram(upper=True), lambda pm: (layer_dims(pm)[1],) * 2,
+                      upper=True)
 #: The output-gradient second moment ``sum_n g_n g_n^T``, ``(d_out, d_out)``.
 GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2)
 
@@ -178,7 +229,7 @@ class _MomentObserver(TokenObserver):
             if m.backward == backward:
                 term = m.term(tokens)
                 if isinstance(term, Tensor):
-                    self.sums[m.name].add(tokens.index, term)
+                    self.sums[m.name].add(tokens.index, term, upper=m.upper)
                 else:
                     self.sums[m.name].add_products(tokens.index, *term)
 

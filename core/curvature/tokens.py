@@ -11,6 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from llm_surgeon.curvature.symmetric import gram_upper, mirror_upper_
+
 
 class ModuleTokens:
     """Per-token tensors of one module in one batch, built lazily.
@@ -47,17 +49,26 @@ class ModuleTokens:
             self._a = token_inputs(self._x, self._has_bias, self._dtype, self._batch_shape)
         return self._a
 
-    def gram(self) -> Tensor:
-        """``sum_n a_n a_n^T``: ``(d_in, d_in)``, shared by modules that read the same input."""
+    def gram(self, upper: bool = False) -> Tensor:
+        """``sum_n a_n a_n^T``: ``(d_in, d_in)``, shared by modules that read the same input.
+
+        Args:
+            upper: compute only the upper triangle (about half the work); the rest of the
+                result is unspecified (see :mod:`llm_surgeon.curvature.symmetric`).
+        """
         if self._gram_cache is None:
-            return self.a.T @ self.a
+            return self._gram(upper)
         x = self._x
-        key = (x.data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x._version, self._has_bias)
+        key = (x.data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x._version, self._has_bias,
+               upper)
         out = self._gram_cache.get(key)
         if out is None:
-            out = self.a.T @ self.a
-            self._gram_cache[key] = out
+            out = self._gram_cache[key] = self._gram(upper)
         return out
+
+    def _gram(self, upper: bool) -> Tensor:
+        out = gram_upper(self.a)
+        return out if upper else mirror_upper_(out)
 
 
 def token_inputs(x: Tensor, has_bias: bool, dtype: torch.dtype, batch_shape: tuple[int, int]) -> Tensor:
