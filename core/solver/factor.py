@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.errors import NumericalError
+from llm_surgeon.util.torch_util import torch_threads
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +75,24 @@ class DampedFactor:
         in their inner loops, and ``cholesky_solve`` returns a column-major result, whose
         row gathers are strided and about 3x slower.
         """
-        # cholesky_solve is 2-3x faster than cholesky_inverse on CPU; symmetrise the rounding.
-        eye = torch.eye(self.cholesky.shape[0], dtype=self.cholesky.dtype, device=self.cholesky.device)
-        inv = torch.cholesky_solve(eye, self.cholesky)
+        # LAPACK's potri (2n^3/3 flops) on one thread: half the time of cholesky_solve
+        # against the identity (2n^3), and its multi-threaded CPU path can be far slower
+        # (see torch_threads). Symmetrise the rounding.
+        with torch_threads(1):
+            inv = torch.cholesky_inverse(self.cholesky)
         return (0.5 * (inv + inv.T)).contiguous()
+
+    def inverse_cholesky_upper(self) -> Tensor:
+        """``U``, upper triangular with ``matrix^-1 = U^T U``, ``(n, n)`` row-major.
+
+        Row ``r`` of ``U`` scaled by ``U_rr`` is row ``r`` of the inverse of the trailing
+        block ``matrix[r:, r:]`` (as in OBS/SparseGPT's sequential updates). With ``P`` the
+        reversal, ``P M P = L' L'^T`` gives ``M^-1 = (P L'^-1 P)^T (P L'^-1 P)``: one more
+        factorisation and a triangular inverse, and no full inverse.
+        """
+        chol = torch.linalg.cholesky(self.matrix.flip(0, 1))  # a permutation of an SPD matrix
+        eye = torch.eye(chol.shape[0], dtype=chol.dtype, device=chol.device)
+        return torch.linalg.solve_triangular(chol, eye, upper=False).flip(0, 1).contiguous()
 
     def inverse_diagonal(self) -> Tensor:
         """``diag(matrix^-1)``, ``(n,)``, without forming the inverse.
