@@ -7,6 +7,7 @@
                                 [--data-dir DIR] [--device DEV] [--results DIR]
     python -m bench render [--results DIR] [--profile NAME ...]
     python -m bench passes [--profile cpu] [--rounds N] [--data-dir DIR]
+    python -m bench chunks [--factors FILE] [--layers 2,14,27] [--variants ...]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import passes, profiles, records, render, runner
+from bench import chunks, passes, profiles, records, render, runner
 
 #: Environment variable with a local WikiText-2 folder, used when ``--data-dir`` is not given.
 DATA_DIR_ENV = "BENCH_DATA_DIR"
@@ -57,6 +58,7 @@ def _parser() -> argparse.ArgumentParser:
                           help="also rewrite the '<!-- bench:PROFILE:start/end -->' blocks of FILE "
                                "with each profile's table and figures")
     passes.add_parser(sub, runner.DEFAULT_RESULTS, DATA_DIR_ENV)
+    chunks.add_parser(sub, runner.DEFAULT_RESULTS, DATA_DIR_ENV)
     return parser
 
 
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render, "passes": passes.main}
+    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render, "passes": passes.main,
+                "chunks": chunks.main}
     return commands[args.command](args)
 
 

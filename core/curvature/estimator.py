@@ -202,6 +202,8 @@ class Moment:
             (e.g. the input Gram matrix shared by modules).
         shape: the shape of the mean for a module (for modules the pass never reached).
         upper: a ready term is symmetric and holds only its upper triangle.
+        uses_inputs: ``term`` reads ``tokens.a`` (a backward moment that does not lets the
+            pass free module inputs before their gradients arrive).
     """
 
     name: str
@@ -209,6 +211,7 @@ class Moment:
     term: Callable[[ModuleTokens], tuple[Tensor, Tensor] | Tensor]
     shape: Callable[[PrunableModule], tuple[int, ...]]
     upper: bool = False
+    uses_inputs: bool = True
 
 
 #: The input second moment ``sum_n a_n a_n^T``, ``(d_in, d_in)``: the upper triangle of the
@@ -216,13 +219,15 @@ class Moment:
 INPUT_MOMENT = Moment("A", False, lambda t: t.gram(upper=True), lambda pm: (layer_dims(pm)[1],) * 2,
                       upper=True)
 #: The output-gradient second moment ``sum_n g_n g_n^T``, ``(d_out, d_out)``.
-GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2)
+GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2,
+                         uses_inputs=False)
 
 
 class _MomentObserver(TokenObserver):
     def __init__(self, moments: Sequence[Moment], n: int, device: torch.device) -> None:
         self.moments = tuple(moments)
         self.sums = {m.name: ModuleSums(n, device) for m in moments}
+        self.backward_inputs = any(m.backward and m.uses_inputs for m in self.moments)
 
     def _feed(self, tokens: ModuleTokens, backward: bool) -> None:
         for m in self.moments:
