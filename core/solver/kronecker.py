@@ -189,7 +189,9 @@ class KroneckerSolver(CurvatureSolver, KroneckerFactors):
         if not bool(mask.any()):
             return t.to(theta.device), 0.0
         if self.rank == 1 and sweep != "gauss-seidel":
-            new = remove_elements_sequential(t, mask, self.g_inv_upper, self.a_inv, chunk_size)
+            new, cost = remove_elements_sequential(t, mask, self.g_inv_upper, self.a_inv, chunk_size)
+            if cost is not None:  # the steps' costs add up (see the module)
+                return new.to(theta.device), cost
         elif self.rank == 1:
             new = remove_elements_rank1(t, mask, self.g_inv, self.a_inv, chunk_size)
         elif sweep == "sequential":

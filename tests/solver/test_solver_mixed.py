@@ -60,8 +60,9 @@ def test_mixed_solve_falls_back_to_float64_when_float32_cannot_do_it(monkeypatch
     assert torch.equal(x, real(m, b))
 
 
-@pytest.mark.parametrize(("shape", "chunk"), [((3, 220), None), ((3, 440), "row"), ((6, 200), 300)])
-def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk, monkeypatch):
+@pytest.mark.parametrize(("shape", "chunk"), [((3, 220), None), ((3, 700), "row"), ((6, 400), 700)])
+@pytest.mark.parametrize("sweep", ["sequential", "gauss-seidel"])
+def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk, sweep, monkeypatch):
     # Chunks of at least MIXED_MIN weights (one joint system, single-row and multi-row
     # chunks) are solved in mixed precision; the results must equal the float64 reference.
     curvature = kron_curvature(*shape, seed=5)
@@ -71,9 +72,9 @@ def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk
     used = []
     real = elements.solve_spd_mixed
     monkeypatch.setattr(elements, "solve_spd_mixed", lambda m, b: used.append(len(m)) or real(m, b))
-    new, cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk)
+    new, cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
     monkeypatch.setattr(elements, "MIXED_MIN", 10**9)  # everything in float64
-    ref, ref_cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk)
+    ref, ref_cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
     assert used and min(used) >= mixed_min
     assert close(new, ref, rel=1e-9) and close(cost, ref_cost, rel=1e-9)
     if chunk is None:
