@@ -118,9 +118,11 @@ def test_rank2_chunks_share_the_mixed_solve(monkeypatch):
 def test_large_factors_form_their_inverses_in_float32(monkeypatch):
     m = _spd_with_condition(520, 1e2, seed=3)
     factor = damped_cholesky(m, 0.01)
-    assert factor.matrix.shape[0] >= factor_module.FLOAT32_INVERSE_MIN
+    assert factor.matrix.shape[0] >= factor_module.FLOAT32_INVERSE_MIN and factor.low is not None
     fast = factor.inverse(), factor.inverse_cholesky_upper(), factor.inverse_diagonal()
+    assert factor._cholesky is None  # no float64 factorisation was needed
     monkeypatch.setattr(factor_module, "FLOAT32_INVERSE_MIN", 10**9)
+    factor = damped_cholesky(m, 0.01)
     exact = factor.inverse(), factor.inverse_cholesky_upper(), factor.inverse_diagonal()
     for f, e in zip(fast, exact, strict=True):
         assert f.dtype == F64 and close(f, e, rel=1e-5) and not torch.equal(f, e)
