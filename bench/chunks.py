@@ -89,9 +89,12 @@ def _selection(structure: str, theta: Tensor, alive: Tensor, single: Tensor, siz
     return out.view(d_out, d_in)
 
 
-def _variant(name: str) -> tuple[str, Any]:
+def _variant(name: str) -> tuple[str, Any, bool]:
+    """``(sweep, chunk size, transposed)`` of a variant name such as ``sequential-256`` or
+    ``sequential-T-256`` (the sweep over columns: lines along the input dimension)."""
     sweep, _, chunk = name.rpartition("-")
-    return sweep, (chunk if chunk == "row" else int(chunk))
+    transposed = sweep.endswith("-T")
+    return sweep.removesuffix("-T"), (chunk if chunk == "row" else int(chunk)), transposed
 
 
 def study_module(name: str, g: Tensor, a: Tensor, w: Tensor, structure: str, variants: list[str],
@@ -102,6 +105,7 @@ def study_module(name: str, g: Tensor, a: Tensor, w: Tensor, structure: str, var
 
     curvature = KroneckerCurvature(((g, a),), *w.shape)
     solver = solver_for(curvature, Damping(*damping))
+    solver_t = solver_for(KroneckerCurvature(((a, g),), w.shape[1], w.shape[0]), Damping(*damping[::-1]))
     g_inv, a_inv = solver.g_inv, solver.a_inv
     theta = w.double().clone()
     alive = torch.ones_like(theta, dtype=torch.bool)
@@ -118,9 +122,15 @@ def study_module(name: str, g: Tensor, a: Tensor, w: Tensor, structure: str, var
                                          "residual": residual, "cpu_s": time.process_time() - start}}
         first = None
         for v in variants:
-            sweep, chunk = _variant(v)
+            sweep, chunk, transposed = _variant(v)
             start = time.process_time()
-            new, cost = solver.remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
+            if transposed:
+                new_t, _ = solver_t.remove_elements(theta.T.contiguous(), removed.T.contiguous(),
+                                                    chunk_size=chunk, sweep=sweep)
+                new = new_t.T.contiguous()
+                cost = solver.quadratic(new - theta)
+            else:
+                new, cost = solver.remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
             row[v] = {"cost": cost, "ratio": cost / row["joint"]["cost"], "cpu_s": time.process_time() - start}
             first = new if first is None else first
         rows.append(row)
@@ -172,7 +182,7 @@ def add_parser(sub: Any, default_results: Path, data_env: str) -> None:
     p.add_argument("--roles", type=lambda s: s.split(","), default=list(DEFAULT_ROLES))
     p.add_argument("--structures", type=lambda s: s.split(","), default=["element", "2:4"])
     p.add_argument("--variants", type=lambda s: s.split(","),
-                   default=["sequential-256", "gauss-seidel-256", "sequential-row"])
+                   default=["sequential-256", "gauss-seidel-256", "sequential-row", "sequential-T-256"])
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--results", type=Path, default=default_results)
 
