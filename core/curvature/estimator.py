@@ -48,8 +48,18 @@ class CurvatureResult:
 
     @property
     def nbytes(self) -> int:
-        """Total memory of all curvatures."""
-        return sum(c.nbytes for c in self.curvatures.values())
+        """Total memory of all curvatures (a tensor shared by several modules counts once)."""
+        seen: set[int] = set()
+        total = 0
+        for c in self.curvatures.values():
+            tensors = c.tensors()
+            if not tensors:
+                total += c.nbytes
+            for t in tensors:
+                if t.data_ptr() not in seen:
+                    seen.add(t.data_ptr())
+                    total += t.numel() * t.element_size()
+        return total
 
 
 class CurvatureEstimator(ABC):
@@ -280,13 +290,24 @@ def moment_means(
     stats = run_pass(model, modules, batches, observer, gradients=any(m.backward for m in moments),
                      options=options, progress=progress, desc=desc)
     start = time.perf_counter()
-    means = []
+    means: list[dict[str, Tensor]] = []
     for i, pm in enumerate(modules):
         mine = {m.name: observer.sums[m.name].pop_mean(i, stats.tokens, m.shape(pm), options.dtype)
                 for m in moments}
         check_finite(pm.name, desc + " statistics", *mine.values())
+        if means:
+            _share_equal(mine, means[-1])
         means.append(mine)
     return means, stats, time.perf_counter() - start
+
+
+def _share_equal(mine: dict[str, Tensor], previous: dict[str, Tensor]) -> None:
+    """Reuse the previous module's mean where this one is bitwise equal (q/k/v and gate/up
+    read the same inputs, so their input moments are the same sums), freeing the copy."""
+    for name, mean in mine.items():
+        other = previous.get(name)
+        if other is not None and other is not mean and other.shape == mean.shape and torch.equal(other, mean):
+            mine[name] = other
 
 
 class MomentEstimator(CurvatureEstimator):

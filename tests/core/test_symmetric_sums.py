@@ -78,3 +78,20 @@ def test_float32_accumulation_is_close_to_float64():
     mean = sums32.pop_mean(0, 32 * 511, (200, 200), torch.float32)
     rel = float((mean.double() - ref / (32 * 511)).norm() / (ref / (32 * 511)).norm())
     assert rel < 1e-6
+
+
+def test_modules_reading_one_input_share_their_input_moment():
+    from llm_surgeon.model import adapter_for
+    from llm_surgeon.plugins.curvature.kfac import KFACCurvature
+    from llm_surgeon.testing import tiny_model
+
+    model = tiny_model("llama")
+    modules = adapter_for(model).prunable_modules(model)
+    batches = [torch.randint(0, model.config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(0))]
+    result = KFACCurvature().estimate(model, modules, batches, progress=False)
+    by_role = {pm.role: result.curvatures[pm.name] for pm in modules if pm.layer == 0}
+    a = {role: c.factors[0][1] for role, c in by_role.items()}
+    assert a["q"] is a["k"] is a["v"] and a["gate"] is a["up"] and a["o"] is not a["q"]
+    assert by_role["q"].factors[0][0] is not by_role["k"].factors[0][0]
+    distinct = {t.data_ptr(): t.numel() * t.element_size() for c in result.curvatures.values() for t in c.tensors()}
+    assert result.nbytes == sum(distinct.values()) < sum(c.nbytes for c in result.curvatures.values())
