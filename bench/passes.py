@@ -41,6 +41,30 @@ def _rss_mb() -> dict[str, float]:
     return {"rss_mb": current, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+class _RssSampler:
+    """The highest current RSS seen while the body runs (sampled every ``interval`` s)."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.interval, self.peak = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, _rss_mb()["rss_mb"])
+
+    def __enter__(self) -> _RssSampler:
+        self.peak = _rss_mb()["rss_mb"]
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _floor(model, batches, progress: bool) -> dict[str, Any]:
     from llm_surgeon.curvature import TokenObserver, run_pass
 
@@ -82,11 +106,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         entry: dict[str, Any] = {"round": r + 1, "load_before": provenance.load_average()}
         for mode in args.modes:
             cpu = time.process_time()
-            if mode == "floor":
-                entry["floor"] = _floor(model, batches, args.progress)
-            else:
-                entry["kfac"] = _kfac(model, modules, batches, args.progress)
-            entry[mode].update(_rss_mb(), cpu_seconds=time.process_time() - cpu)
+            with _RssSampler() as rss:
+                if mode == "floor":
+                    entry["floor"] = _floor(model, batches, args.progress)
+                else:
+                    entry["kfac"] = _kfac(model, modules, batches, args.progress)
+            entry[mode].update(_rss_mb(), cpu_seconds=time.process_time() - cpu, sampled_peak_rss_mb=rss.peak)
         if "floor" in entry and "kfac" in entry:
             entry["ratio"] = entry["kfac"]["seconds"] / entry["floor"]["seconds"]
             entry["cpu_ratio"] = entry["kfac"]["cpu_seconds"] / entry["floor"]["cpu_seconds"]
@@ -102,7 +127,7 @@ def _line(entry: dict[str, Any]) -> str:
     parts = [f"round {entry['round']}"]
     for mode in ("floor", "kfac"):
         if mode in entry:
-            parts.append(f"{mode} {entry[mode]['seconds']:.1f} s (peak {entry[mode]['peak_rss_mb']:.0f} MB)")
+            parts.append(f"{mode} {entry[mode]['seconds']:.1f} s (RSS peak {entry[mode]['sampled_peak_rss_mb']:.0f} MB)")
     if "kfac" in entry:
         parts.append(f"statistics {entry['kfac']['seconds_statistics']:.1f} s")
     if "ratio" in entry:
