@@ -252,6 +252,11 @@ def _forward_backward(model: nn.Module, batch: Tensor, state: _Pass, options: Pa
         leaves, state.leaves = state.leaves, []
         logits = next_token_logits(logits)  # (B * (S - 1), vocab), bf16/fp16 -> fp32
         all_labels = _labels(logits, batch, options, generator)
+        if len(all_labels) == 1:  # the logits are not needed by the backward pass: free them first
+            loss = F.cross_entropy(logits, all_labels[0], reduction="sum")
+            del logits
+            torch.autograd.grad(loss, leaves)
+            return
         for k, labels in enumerate(all_labels):
             loss = F.cross_entropy(logits, labels, reduction="sum")
             torch.autograd.grad(loss, leaves, retain_graph=k < len(all_labels) - 1)
