@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from llm_surgeon.curvature.options import GradientConfig, StatisticsConfig, accumulation_dtype
 from llm_surgeon.curvature.passes import PassOptions, PassStats, TokenObserver, run_pass
-from llm_surgeon.curvature.symmetric import add_gram_upper_, gram_upper, mirror_upper_
+from llm_surgeon.curvature.symmetric import PackedUpper, gram_upper
 from llm_surgeon.curvature.tokens import ModuleTokens
 from llm_surgeon.curvature.types import Curvature
 from llm_surgeon.errors import NumericalError
@@ -118,8 +118,10 @@ class ModuleSums:
     """Per-module running sums kept on the statistics device.
 
     A symmetric sum (``x^T x``, or a ready term marked ``upper``) keeps only its upper
-    triangle up to date while it accumulates (about half the work, see
-    :mod:`llm_surgeon.curvature.symmetric`); :meth:`pop_mean` mirrors it once.
+    block triangle, packed (:class:`~llm_surgeon.curvature.symmetric.PackedUpper`): about
+    half the work and 60% of the memory of the full matrix. ``sums[i]`` is then that
+    packed flat tensor (a sum over ranks of it is still the packed sum); :meth:`pop_mean`
+    unpacks and mirrors it once.
 
     Args:
         n: number of modules.
@@ -127,13 +129,14 @@ class ModuleSums:
 
     Attributes:
         sums: per module, its running sum (``None`` until something is added).
-        upper: per module, whether only the upper triangle of its sum is kept.
+        upper: per module, whether its sum is a packed symmetric one.
     """
 
     def __init__(self, n: int, device: torch.device) -> None:
         self.sums: list[Tensor | None] = [None] * n
         self.upper: list[bool] = [False] * n
         self.device = device
+        self._packed: dict[int, PackedUpper] = {}
 
     def _start(self, index: int, upper: bool) -> Tensor | None:
         """The current sum of ``index``, after checking that it is of the same kind."""
@@ -145,28 +148,41 @@ class ModuleSums:
                              "added to the same sum")
         return total
 
+    def _pack(self, index: int, d: int, dtype: torch.dtype) -> PackedUpper:
+        packed = self._packed.get(index)
+        if packed is None:
+            packed = self._packed[index] = PackedUpper(d, dtype, self.device)
+            self.sums[index] = packed.flat
+        return packed
+
     def add(self, index: int, value: Tensor, *, upper: bool = False) -> None:
         """Add ``value`` (computed anywhere) to the sum of module ``index``.
 
         Args:
             index: the module.
             value: the term.
-            upper: ``value`` is symmetric and only its upper triangle is valid.
+            upper: ``value`` is symmetric ``(d, d)`` and only its upper triangle is valid.
         """
-        value = value.to(self.device)
         total = self._start(index, upper)
-        if total is None:
-            self.sums[index] = value.clone()
+        if upper:
+            self._pack(index, value.shape[0], value.dtype).add_(value)
+        elif total is None:
+            self.sums[index] = value.to(self.device, copy=True)
         else:
-            total.add_(value)
+            total.add_(value.to(self.device))
 
     def add_products(self, index: int, x: Tensor, y: Tensor) -> None:
         """Add ``x^T y`` (``x: (T, m)``, ``y: (T, n)``), in place where the sum lives with ``x``.
 
-        When ``y is x`` the sum is symmetric and only its upper triangle is accumulated.
+        When ``y is x`` the sum is symmetric and only its upper block triangle is kept.
         """
         if y is x:
-            self._add_gram(index, x)
+            self._start(index, True)
+            packed = self._pack(index, x.shape[1], x.dtype)
+            if packed.flat.device == x.device:
+                packed.add_gram_(x)
+            else:
+                packed.add_(gram_upper(x))
             return
         total = self._start(index, False)
         if total is None:
@@ -176,27 +192,19 @@ class ModuleSums:
         else:
             total.add_((x.T @ y).to(self.device))
 
-    def _add_gram(self, index: int, x: Tensor) -> None:
-        total = self._start(index, True)
-        if total is None:
-            total = self.sums[index] = torch.zeros(x.shape[1], x.shape[1], dtype=x.dtype,
-                                                   device=self.device)
-        if total.device == x.device and total.dtype == x.dtype:
-            add_gram_upper_(total, x)
-        else:
-            total.add_(gram_upper(x).to(self.device))
-
     def pop_mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """The sum of module ``index`` divided by ``count``, forgetting the sum.
 
-        Zeros of ``shape`` if nothing was added (a module the pass never reached). The
-        mean reuses the sum's memory (a symmetric one is mirrored first).
+        Zeros of ``shape`` if nothing was added (a module the pass never reached). A
+        general sum's mean reuses its memory; a packed one is unpacked and mirrored.
         """
         total, self.sums[index] = self.sums[index], None
+        packed = self._packed.pop(index, None)
         if total is None:
             return torch.zeros(shape, dtype=dtype, device=self.device)
-        if self.upper[index]:
-            mirror_upper_(total)
+        if packed is not None:
+            del total
+            total = packed.full()
         return total.div_(max(count, 1))
 
 

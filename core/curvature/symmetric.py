@@ -53,3 +53,47 @@ def mirror_upper_(m: Tensor) -> Tensor:
     """Make ``m`` (``(d, d)``) symmetric from its upper triangle, in place; returns ``m``."""
     lower = m.T.tril(-1)  # the strict upper triangle, transposed
     return m.triu_().add_(lower)
+
+
+class PackedUpper:
+    """The upper block triangle of a symmetric ``(d, d)`` matrix, stored as one flat tensor.
+
+    Block row ``i`` (rows ``s_i..e_i`` of :func:`gram_blocks`) keeps columns ``s_i..d``:
+    ``sum_i (e_i - s_i)(d - s_i)`` numbers instead of ``d^2`` (58% at ``d = 1536``, 67%
+    at 576), so a running symmetric sum needs less memory as well as less work.
+    """
+
+    def __init__(self, d: int, dtype, device, block: int = GRAM_BLOCK) -> None:
+        import torch
+
+        self.d = d
+        self.bounds = gram_blocks(d, block)
+        sizes = [(e - s) * (d - s) for s, e in zip(self.bounds[:-1], self.bounds[1:], strict=True)]
+        self.flat = torch.zeros(sum(sizes), dtype=dtype, device=device)
+        self.strips: list[Tensor] = []
+        offset = 0
+        for (s, e), size in zip(zip(self.bounds[:-1], self.bounds[1:], strict=True), sizes, strict=True):
+            self.strips.append(self.flat[offset : offset + size].view(e - s, d - s))
+            offset += size
+
+    def _pairs(self):
+        return zip(self.bounds[:-1], self.bounds[1:], self.strips, strict=True)
+
+    def add_gram_(self, x: Tensor) -> None:
+        """Add ``X^T X`` (``x: (T, d)``, same dtype and device)."""
+        for s, e, strip in self._pairs():
+            strip.addmm_(x[:, s:e].T, x[:, s:])
+
+    def add_(self, m: Tensor) -> None:
+        """Add a symmetric ``(d, d)`` matrix of which only the upper triangle is valid."""
+        for s, e, strip in self._pairs():
+            strip.add_(m[s:e, s:].to(strip.device))
+
+    def full(self) -> Tensor:
+        """The symmetric ``(d, d)`` matrix."""
+        import torch
+
+        out = torch.empty(self.d, self.d, dtype=self.flat.dtype, device=self.flat.device)
+        for s, e, strip in self._pairs():
+            out[s:e, s:] = strip
+        return mirror_upper_(out)

@@ -95,3 +95,26 @@ def test_modules_reading_one_input_share_their_input_moment():
     assert by_role["q"].factors[0][0] is not by_role["k"].factors[0][0]
     distinct = {t.data_ptr(): t.numel() * t.element_size() for c in result.curvatures.values() for t in c.tensors()}
     assert result.nbytes == sum(distinct.values()) < sum(c.nbytes for c in result.curvatures.values())
+
+
+def test_packed_sums_hold_the_upper_block_triangle_only():
+    from llm_surgeon.curvature.symmetric import PackedUpper
+
+    packed = PackedUpper(1536, F64, torch.device("cpu"))
+    assert packed.flat.numel() == 21 * 256 * 256  # 6 blocks: 21 of 36
+    x = torch.randn(7, 1536, dtype=F64)
+    packed.add_gram_(x)
+    packed.add_(gram_upper(x))
+    torch.testing.assert_close(packed.full(), 2 * x.T @ x, rtol=1e-12, atol=1e-12)
+
+
+def test_a_sum_over_ranks_of_the_packed_tensor_is_the_packed_sum():
+    # What a distributed run does with ModuleSums.sums: add the tensors of every rank.
+    gen = torch.Generator().manual_seed(3)
+    xs = [torch.randn(5, 300, generator=gen, dtype=F64) for _ in range(2)]
+    ranks = [ModuleSums(1, torch.device("cpu")) for _ in xs]
+    for sums, x in zip(ranks, xs, strict=True):
+        sums.add_products(0, x, x)
+    ranks[0].sums[0].add_(ranks[1].sums[0])
+    mean = ranks[0].pop_mean(0, 10, (300, 300), F64)
+    torch.testing.assert_close(mean, sum(x.T @ x for x in xs) / 10, rtol=1e-12, atol=1e-12)
