@@ -7,6 +7,8 @@
                                 [--data-dir DIR] [--device DEV] [--results DIR]
     python -m bench render [--results DIR] [--profile NAME ...]
     python -m bench deploy {prune,measure,render} ...   (see bench/deploy.py)
+    python -m bench passes [--profile cpu] [--rounds N] [--data-dir DIR]
+    python -m bench chunks [--factors FILE] [--layers 2,14,27] [--variants ...]
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import profiles, records, render, runner
+from bench import chunks, passes, profiles, records, render, runner
 
 #: Environment variable with a local WikiText-2 folder, used when ``--data-dir`` is not given.
 DATA_DIR_ENV = "BENCH_DATA_DIR"
@@ -57,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="also rewrite the '<!-- bench:PROFILE:start/end -->' blocks of FILE "
                                "with each profile's table and figures")
     _deploy_parser(sub)
+    passes.add_parser(sub, runner.DEFAULT_RESULTS, DATA_DIR_ENV)
+    chunks.add_parser(sub, runner.DEFAULT_RESULTS, DATA_DIR_ENV)
     return parser
 
 
@@ -162,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render, "deploy": _cmd_deploy}
+    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render, "deploy": _cmd_deploy,
+                "passes": passes.main, "chunks": chunks.main}
     return commands[args.command](args)
 
 

@@ -22,12 +22,13 @@ from llm_surgeon.pruning.nm import NM_STRUCTURE, parse_nm, structure_request
 from llm_surgeon.pruning.schedule import SCHEDULES, get_schedule, targets
 from llm_surgeon.pruning.structures import CandidateSet, Scope, Structure, UpdateMode
 from llm_surgeon.pruning.threshold import global_threshold, threshold_after
-from llm_surgeon.solver import DEFAULT_CHUNK_SIZE, ChunkSize, LiveView, Solvers
+from llm_surgeon.solver import DEFAULT_CHUNK_SIZE, SWEEPS, ChunkSize, LiveView, Solvers, Sweep
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
     "NM_STRUCTURE",
     "SCHEDULES",
+    "SWEEPS",
     "CandidateSet",
     "ChunkSize",
     "Coupling",
@@ -39,6 +40,7 @@ __all__ = [
     "Scope",
     "Solvers",
     "Structure",
+    "Sweep",
     "UpdateMode",
     "capture_layer_inputs",
     "count_dead",

@@ -15,7 +15,14 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.curvature.types import DiagonalCurvature
-from llm_surgeon.solver.base import DEFAULT_CHUNK_SIZE, ChunkSize, CurvatureSolver, as_mask
+from llm_surgeon.solver.base import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkSize,
+    CurvatureSolver,
+    Sweep,
+    as_mask,
+    check_sweep,
+)
 
 
 class DiagonalSolver(CurvatureSolver):
@@ -78,5 +85,7 @@ class DiagonalSolver(CurvatureSolver):
         *,
         chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
         update: bool = True,
+        sweep: Sweep = None,
     ) -> tuple[Tensor, float]:
+        check_sweep(sweep)
         return self.zero(theta, removed)

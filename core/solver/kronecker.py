@@ -32,13 +32,16 @@ from llm_surgeon.solver.base import (
     DEFAULT_CHUNK_SIZE,
     ChunkSize,
     CurvatureSolver,
+    Sweep,
     UnsupportedCurvatureError,
     as_mask,
     by_size,
+    check_sweep,
 )
 from llm_surgeon.solver.dense import DenseSolver
 from llm_surgeon.solver.elements import remove_elements_rank1
 from llm_surgeon.solver.kronecker_factors import KroneckerFactors
+from llm_surgeon.solver.sequential import remove_elements_sequential
 
 #: Largest ``d_out * d_in`` for which an unsupported case is solved densely.
 DENSE_FALLBACK_MAX = 4096
@@ -208,17 +211,28 @@ class KroneckerSolver(CurvatureSolver, KroneckerFactors):
         *,
         chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
         update: bool = True,
+        sweep: Sweep = None,
     ) -> tuple[Tensor, float]:
+        """Chunked element removal (see the base class); ``sweep`` (rank 1: ``sequential``
+        by default; rank 2: ``gauss-seidel`` only)."""
+        check_sweep(sweep)
         if not update or self.is_identity:
             return self.zero(theta, removed)
         if self.rank > 2:
-            return self.dense.remove_elements(theta, removed, chunk_size=chunk_size, update=True)
+            return self.dense.remove_elements(theta, removed, chunk_size=chunk_size, update=True,
+                                              sweep=sweep)
         t = self._local(theta)
         mask = self._mask(removed, self.device)
         if not bool(mask.any()):
             return t.to(theta.device), 0.0
-        if self.rank == 1:
+        if self.rank == 1 and sweep != "gauss-seidel":
+            new, cost = remove_elements_sequential(t, mask, self.g_inv_upper, self.a_inv, chunk_size)
+            if cost is not None:  # the steps' costs add up (see the module)
+                return new.to(theta.device), cost
+        elif self.rank == 1:
             new = remove_elements_rank1(t, mask, self.g_inv, self.a_inv, chunk_size)
+        elif sweep == "sequential":
+            raise self._unsupported("the sequential sweep")
         else:
             new = self.eigen.remove_elements(t, mask, chunk_size)
         return new.to(theta.device), self.quadratic(new - t)

@@ -22,6 +22,7 @@ from llm_surgeon.plugins.structures.element import (
     full_element_costs,
     remove_weights,
     to_chunk_size,
+    to_sweep,
 )
 from llm_surgeon.pruning import (
     DEFAULT_CHUNK_SIZE,
@@ -31,6 +32,7 @@ from llm_surgeon.pruning import (
     Scope,
     Solvers,
     Structure,
+    Sweep,
     UpdateMode,
 )
 
@@ -50,11 +52,13 @@ class NMConfig:
         n: weights removed from every group at the end.
         m: group size (consecutive inputs of a row); ``0 < n < m``.
         chunk_size: chunk size of the correlated updates (see ``element``).
+        sweep: how chunks follow each other (see ``element``).
     """
 
     n: int = attrs.field(default=2, validator=_POSITIVE)
     m: int = attrs.field(default=4, validator=_POSITIVE)
     chunk_size: ChunkSize = attrs.field(default=DEFAULT_CHUNK_SIZE, converter=to_chunk_size)
+    sweep: Sweep = attrs.field(default=None, converter=to_sweep)
 
     def __attrs_post_init__(self) -> None:
         if not self.n < self.m:
@@ -139,4 +143,5 @@ class NMStructure(Structure):
         chosen = selected["elements"].cpu().to(torch.bool).reshape(positions.shape)
         removed = torch.zeros(d_out, d_w // self.m, self.m, dtype=torch.bool)
         removed.scatter_(2, positions.long(), chosen)
-        return remove_weights(state, solvers, removed.reshape(d_out, d_w), update, self.config.chunk_size)
+        return remove_weights(state, solvers, removed.reshape(d_out, d_w), update, self.config.chunk_size,
+                              self.config.sweep)
