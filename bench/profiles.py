@@ -13,6 +13,9 @@ Profiles (``python -m bench list`` prints them):
   tokens, 2 shots, 32 test windows of 512).
 * ``cpu``: 32 x 512 calibration tokens, 64 test windows of 512; the structured,
   unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
+* ``ablations``: SmolLM2-135M, the ``cpu`` protocol; one setting of surgeon changed at a
+  time (nearest-K-FAC ranks, shots, Fisher type, calibration size, damping, element chunks),
+  listed in the order of their value (the order they are run in).
 * ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
   structured pruning, the full test set) for any Hugging Face causal LM (``--model``).
 """
@@ -160,6 +163,45 @@ def _cpu() -> Profile:
     )
 
 
+def _ablation(tag: str, structure: str = "row-col", target: float = 0.8, shots: int = 5,
+              **override: Any) -> dict[str, Any]:
+    """One surgeon run of the ``ablations`` profile: the cpu protocol with ``override``."""
+    return {**_run("surgeon", structure, target, shots, tag=tag), **override}
+
+
+def _nearest(rank: int) -> dict[str, Any]:
+    return {"curvature": "nearest-kfac", "curvature_options": {"rank": rank}}
+
+
+def _ablations() -> Profile:
+    # Ordered by value: the runs are made one at a time in this order.
+    runs = [
+        _ablation("kfac"),
+        _ablation("nkfac-r1", **_nearest(1)),
+        _ablation("nkfac-r2", **_nearest(2)),
+        _ablation("shots1", shots=1),
+        _ablation("shots10", shots=10),
+        _ablation("calib8", calibration={"nsamples": 8}),
+        _ablation("calib128", calibration={"nsamples": 128}),
+        _ablation("damp0.03", damping_g=0.03, damping_a=0.03),
+        _ablation("damp0.3", damping_g=0.3, damping_a=0.3),
+        _ablation("sampled", curvature_options={"fisher_type": "sampled"}),
+        _ablation("kfac", "element", 0.5),
+        _ablation("chunkrow", "element", 0.5, structure_options={"chunk_size": "row"}),
+        _ablation("chunk1024", "element", 0.5, structure_options={"chunk_size": 1024}),
+        _ablation("nkfac-r1", "element", 0.5, **_nearest(1)),
+        _ablation("nkfac-r2", "element", 0.5, **_nearest(2)),
+    ]
+    return Profile(
+        name="ablations",
+        description="surgeon on the cpu protocol, one setting changed at a time: nearest-K-FAC "
+                    "R=1/2, shots, Fisher type, calibration size, damping, element chunks (a day "
+                    "on 2 cores)",
+        base=_base(nsamples=32, cal_seqlen=512, windows=64),
+        runs=tuple(runs),
+    )
+
+
 def _paper() -> Profile:
     runs: list[dict[str, Any]] = []
     for target in (0.9, 0.8, 0.7, 0.6, 0.5):
@@ -179,7 +221,8 @@ def _paper() -> Profile:
     )
 
 
-_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "paper": _paper}
+_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "ablations": _ablations,
+             "paper": _paper}
 
 
 def names() -> list[str]:
