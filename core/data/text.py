@@ -1,6 +1,6 @@
 """Text data: the known datasets and their splits, read as one string each.
 
-Two datasets are known:
+Four datasets are known:
 
 * ``wikitext2``: WikiText-2 raw. From a local folder of ``wiki.{train,valid,test}.raw``
   files (read as they are), or, without ``data_dir``, from the Hugging Face hub
@@ -9,6 +9,9 @@ Two datasets are known:
 * ``text``: local text files. ``data_dir`` is one file (used for every split) or a
   folder holding files named after the split (``train.txt``, ``wiki.valid.raw``,
   ``validation.txt``...); a folder without split names uses all its ``*.txt`` files.
+* ``python-stdlib`` and ``manpages-de``: the domains of :mod:`llm_surgeon.data.domains`
+  (the interpreter's standard library; German man pages), split by path hash into a
+  calibration part (``train``, ``validation``) and an evaluation part (``test``).
 
 A split is read as one string and tokenised once with the tokenizer's defaults.
 When the train split is missing it is replaced by the validation split, and the
@@ -23,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from llm_surgeon.data.config import DataConfig
+from llm_surgeon.data.domains import DOMAINS, load_domain
 from llm_surgeon.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("wikitext2", "text")
-_DATASET_ALIASES = {"wikitext-2": "wikitext2", "wikitext2-raw": "wikitext2", "wikitext": "wikitext2"}
+DATASETS = ("wikitext2", "text", *DOMAINS)
+_DATASET_ALIASES = {"wikitext-2": "wikitext2", "wikitext2-raw": "wikitext2", "wikitext": "wikitext2",
+                    "stdlib": "python-stdlib"}
 SPLITS = ("train", "validation", "test")
 #: File-name stems each split is known by.
 _SPLIT_STEMS = {"train": ("train",), "validation": ("valid", "validation", "val"), "test": ("test",)}
@@ -117,6 +122,8 @@ def _local_text(data: DataConfig, split: str) -> tuple[str | None, str]:
 
 def _load_split(data: DataConfig, split: str) -> tuple[str | None, str]:
     dataset = dataset_name(data.dataset)
+    if dataset in DOMAINS:
+        return load_domain(dataset, split)
     if dataset == "wikitext2" and data.data_dir is None:
         return _hub_wikitext(split), f"hub:{_HUB_WIKITEXT[0]}/{_HUB_WIKITEXT[1]}"
     return _local_text(data, split)

@@ -43,13 +43,19 @@ def render_markdown(result: dict[str, Any]) -> str:
         "",
         f"Dense perplexity: {_fmt(result.get('dense_ppl'), '.3f')}",
         "",
-        "| method | structure | target size | shots | achieved size | perplexity | pruning s | peak RSS MiB | status |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    domains = any("calib_data" in r for r in result["runs"])
+    extra = ("| calibrated on | evaluated on ", "|---|---") if domains else ("", "")
+    lines += [
+        f"| method | structure | target size {extra[0]}| shots | achieved size | perplexity | pruning s | "
+        "peak RSS MiB | status |",
+        f"|---|---|---:{extra[1]}|---:|---:|---:|---:|---:|---|",
     ]
     for r in result["runs"]:
         status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error', '')}"
+        where = f" {r.get('calib_data')} | {r.get('eval_data')} |" if domains else ""
         lines.append(
-            f"| {r['method']} | {r['structure']} | {r['target_size']:.4g} | {r.get('shots') or '–'} | "
+            f"| {r['method']} | {r['structure']} | {r['target_size']:.4g} |{where} {r.get('shots') or '–'} | "
             f"{_fmt(r.get('achieved_size'), '.4f')} | {_fmt(r.get('ppl'), '.3f')} | "
             f"{_fmt(r.get('prune_seconds'), '.1f')} | {_fmt(r.get('peak_rss_mb'), '.0f')} | "
             f"{status.replace('|', '/')} |"

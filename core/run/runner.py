@@ -29,6 +29,7 @@ from llm_surgeon.methods.lora.training import finetune
 from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
 from llm_surgeon.model.loading import load_model, save_model
+from llm_surgeon.model.masks import MASKS_FILE, save_masks
 from llm_surgeon.model.state import ModuleState
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.run import ppl_cache
@@ -44,8 +45,9 @@ log = logging.getLogger(__name__)
 def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Run one pruning job described by ``config`` and return its report.
 
-    If ``config.out`` is set, the pruned model (Hugging Face format), ``run_config.json``
-    and ``report.json`` are written there atomically: a failed run leaves no folder.
+    If ``config.out`` is set, the pruned model (Hugging Face format), ``run_config.json``,
+    ``masks.safetensors`` (one bit per prunable weight, :mod:`llm_surgeon.model.masks`) and
+    ``report.json`` are written there atomically: a failed run leaves no folder.
     """
     resolved = validate_run(config)
     if config.out:
@@ -166,6 +168,7 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
             if config.save_model:
                 save_model(model, tokenizer, folder)
             write_json(Path(folder) / "run_config.json", config.to_dict())
+            save_masks({s.pm.name: s.mask for s in session.states}, Path(folder) / MASKS_FILE)
             report["seconds_total"] = time.perf_counter() - started
             report["peak_rss_mb"] = peak_rss_mb()
             write_json(Path(folder) / "report.json", report)
