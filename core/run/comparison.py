@@ -30,6 +30,15 @@ def _fmt(value: Any, spec: str) -> str:
     return "–" if value is None else format(value, spec)
 
 
+def _dense(result: dict[str, Any]) -> str:
+    """The dense perplexity; per evaluation dataset when the runs evaluate on several."""
+    per_data = {r["eval_data"]: r.get("ppl_before") for r in result["runs"]
+                if "eval_data" in r and r.get("ppl_before") is not None}
+    if len(per_data) < 2:
+        return _fmt(result.get("dense_ppl"), ".3f")
+    return ", ".join(f"{name} {_fmt(ppl, '.3f')}" for name, ppl in per_data.items())
+
+
 def render_markdown(result: dict[str, Any]) -> str:
     """``compare.md``: the settings and one table row per combination."""
     s = result["settings"]
@@ -41,7 +50,7 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"evaluation: {s['evaluation']['windows'] or 'all'} windows of {s['evaluation']['seqlen']} "
         f"({s['evaluation']['data']['split']}); device {s['device']}, {s['dtype']}.",
         "",
-        f"Dense perplexity: {_fmt(result.get('dense_ppl'), '.3f')}",
+        f"Dense perplexity: {_dense(result)}",
         "",
     ]
     domains = any("calib_data" in r for r in result["runs"])
