@@ -87,6 +87,10 @@ def _num(value: Any, spec: str) -> str:
     return "–" if value is None else format(float(value), spec)
 
 
+def _ppl(value: Any) -> str:
+    return _num(value, ".2f" if value is None or float(value) < 1e4 else ".3g")
+
+
 def _seconds(report: dict[str, Any]) -> float | None:
     total = report.get("seconds_total")
     return total if total is not None else (report.get("seconds") or {}).get("total")
@@ -111,8 +115,8 @@ def table(runs: Sequence[Run]) -> list[str]:
         lines.append(
             f"| {run.name} | {r['method']} | {r.get('curvature') or '–'} | {r['structure']} | "
             f"{_num(r['target_size'], 'g')} | {_num(r.get('achieved_size'), '.4f')} | {_kept(r)} | "
-            f"{r.get('shots') or '–'} | {_num(r.get('ppl_before'), '.2f')} | "
-            f"{_num(r.get('ppl_after'), '.2f')} | {_num(_seconds(r), '.0f')} | "
+            f"{r.get('shots') or '–'} | {_ppl(r.get('ppl_before'))} | "
+            f"{_ppl(r.get('ppl_after'))} | {_num(_seconds(r), '.0f')} | "
             f"{_num(r.get('peak_rss_mb'), '.0f')} |")
     return lines
 
