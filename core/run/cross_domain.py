@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.data.config import DataConfig, EvalConfig
-from llm_surgeon.data.domains import DOMAINS
+from llm_surgeon.data.domains import DOMAINS, check_available
 from llm_surgeon.data.perplexity import perplexity
 from llm_surgeon.data.windows import eval_windows
 from llm_surgeon.errors import ConfigError
@@ -51,7 +51,7 @@ def domain_lists(calib: Sequence[str] | None, evals: Sequence[str] | None,
     Calibration defaults to ``[default or "wikitext2"]``, evaluation to the calibration list.
 
     Raises:
-        ConfigError: an unknown dataset, or one named twice.
+        ConfigError: an unknown dataset, one named twice, or a domain not fetched yet.
     """
     from llm_surgeon.data.text import dataset_name
 
@@ -62,6 +62,9 @@ def domain_lists(calib: Sequence[str] | None, evals: Sequence[str] | None,
     for names, flag in ((calib_names, "--calib-data"), (eval_names, "--eval-data")):
         if len(set(names)) != len(names):
             raise ConfigError(f"{flag} names a dataset twice: {','.join(names)}")
+        for name in names:
+            if name in DOMAINS:
+                check_available(name)  # e.g. man pages not fetched: fail before any run
     return calib_names, eval_names
 
 

@@ -83,6 +83,17 @@ def test_domain_lists():
         domain_lists(["python"], None, None)
 
 
+def test_unfetched_eval_domain_fails_before_any_run(tiny_model_dir, wikitext_dir, tmp_path,
+                                                   monkeypatch, capsys, no_model_loading):
+    monkeypatch.setenv("LLM_SURGEON_DATA", str(tmp_path / "empty"))
+    code = main(["compare", str(tiny_model_dir), "--methods", "magnitude", "--calib-data", "wikitext2",
+                 "--eval-data", "wikitext2,manpages-de", "--data-dir", str(wikitext_dir),
+                 "--out", str(tmp_path / "o")])
+    assert code == 2
+    assert "llm-surgeon data fetch manpages-de" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 def _compare(tiny_model_dir, wikitext_dir, out, method, *extra):
     return main(["compare", str(tiny_model_dir), "--methods", method, "--structures", "row-col",
                  "--target-sizes", "0.75", "--shots", "1", "--data-dir", str(wikitext_dir),
