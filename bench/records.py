@@ -129,6 +129,7 @@ def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
             "predicted_cost": entry.get("predicted_cost"),
             "ppl": _finite(info.get("ppl")),
             "curvature_mb": info.get("curvature_mb"),
+            "curvature_passes": info.get("curvature_passes"),
             "peak_rss_mb_after": info.get("peak_rss_mb_after"),
             "real_size": info.get("real_size"),
             "dead_freed": info.get("dead_freed"),

@@ -134,6 +134,53 @@ def readme_table(recs: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+#: Columns of the README table of the ``ablations`` profile: what changed, and its cost.
+_ABLATION_COLUMNS = (
+    "run", "curvature", "structure", "target", "shots", "calibration", "damping g/a", "ppl",
+    "curvature passes / shot", "total s", "passes s", "solver s", "peak RSS MB",
+)
+
+
+def _passes_per_shot(record: dict[str, Any]) -> float | None:
+    counts = [s["curvature_passes"] for s in record.get("shot_log") or []
+              if s.get("curvature_passes") is not None]
+    return sum(counts) / len(counts) if counts else None
+
+
+def _curvature(record: dict[str, Any]) -> str:
+    config = record.get("config") or {}
+    options = config.get("curvature_options") or {}
+    name = record.get("curvature") or "–"
+    return name + "".join(f", {k} {v}" for k, v in sorted(options.items()))
+
+
+def ablation_table(recs: Sequence[dict[str, Any]]) -> str:
+    """The README table of the ``ablations`` profile: one row per successful run."""
+    lines = ["| " + " | ".join(_ABLATION_COLUMNS) + " |",
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(_ABLATION_COLUMNS))) + "|"]
+    for r in recs:
+        if r.get("status") != "ok":
+            continue
+        seconds, damping, cal = r.get("seconds") or {}, r.get("damping") or {}, r.get("calibration") or {}
+        options = (r.get("config") or {}).get("structure_options") or {}
+        structure = r["structure"] + "".join(f" ({k} {v})" for k, v in sorted(options.items()))
+        lines.append("| " + " | ".join([
+            r["run_id"], _curvature(r), structure, _num(r["target_size"], "g"), str(r.get("shots")),
+            f"{cal.get('nsamples')} × {cal.get('seqlen')}",
+            f"{_num(damping.get('g'), 'g')} / {_num(damping.get('a'), 'g')}",
+            _num(r.get("ppl_after")), _num(_passes_per_shot(r), ".1f"),
+            _num(seconds.get("total"), ".0f"), _num(seconds.get("passes"), ".0f"),
+            _num(seconds.get("solver"), ".0f"), _num(r.get("peak_rss_mb"), ".0f"),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+#: Profiles whose README block has its own table (default :func:`readme_table`).
+_README_TABLES = {"ablations": ablation_table}
+#: Figures drawn per profile (default: all); one setting of one run changes per ablation.
+_PROFILE_FIGURES = {"ablations": ("ppl per shot",)}
+
+
 def readme_markers(profile: str) -> tuple[str, str]:
     """The comment lines that delimit a profile's generated table in a README."""
     return f"<!-- bench:{profile}:start -->", f"<!-- bench:{profile}:end -->"
@@ -187,7 +234,8 @@ def update_readme(readme: str | Path, results_dir: str | Path | None = None,
             path = path.resolve()
             rel = path.relative_to(base) if path.is_relative_to(base) else path
             figs.append(f"![{profile}: {kind}]({rel.as_posix()})")
-        block = "\n".join([start, "", readme_table(recs), "", *figs, "", end])
+        table_fn = _README_TABLES.get(profile, readme_table)
+        block = "\n".join([start, "", table_fn(recs), "", *figs, "", end])
         text = text[:i] + block + text[j + len(end):]
     readme.write_text(text)
     return text != original
@@ -250,19 +298,20 @@ def settings_text(recs: Sequence[dict[str, Any]]) -> str:
 
 def profile_figures(profile: str, recs: Sequence[dict[str, Any]], folder: Path) -> dict[str, Path]:
     """Write the figures of one profile into ``folder``; returns ``{kind: path}``."""
-    out = {}
-    made = {
-        "ppl vs size": figures.ppl_vs_size(recs, folder / f"{profile}-ppl-vs-size.png",
-                                           title=f"{profile}: perplexity against target size"),
-        "sparsity": figures.sparsity(recs, folder / f"{profile}-sparsity.png",
-                                     title=f"{profile}: where surgeon removes weights"),
-        "ppl vs real size": figures.ppl_vs_real_size(
+    draw = {
+        "ppl vs size": lambda: figures.ppl_vs_size(recs, folder / f"{profile}-ppl-vs-size.png",
+                                                   title=f"{profile}: perplexity against target size"),
+        "sparsity": lambda: figures.sparsity(recs, folder / f"{profile}-sparsity.png",
+                                             title=f"{profile}: where surgeon removes weights"),
+        "ppl vs real size": lambda: figures.ppl_vs_real_size(
             recs, folder / f"{profile}-ppl-vs-real-size.png",
             title=f"{profile}: perplexity against real (compact-export) size"),
-        "ppl per shot": figures.ppl_per_shot(recs, folder / f"{profile}-ppl-per-shot.png",
-                                             title=f"{profile}: perplexity per shot"),
+        "ppl per shot": lambda: figures.ppl_per_shot(recs, folder / f"{profile}-ppl-per-shot.png",
+                                                     title=f"{profile}: perplexity per shot"),
     }
-    for kind, path in made.items():
+    out = {}
+    for kind in _PROFILE_FIGURES.get(profile, tuple(draw)):
+        path = draw[kind]()
         if path is not None:
             out[kind] = path
     return out

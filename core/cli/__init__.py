@@ -20,7 +20,8 @@ from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, Unsupport
 
 #: Subcommand modules under ``llm_surgeon.cli``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "quickstart", "eval", "prune", "export", "plugins", "compare", "curvature", "curvature_figure",
+    "quickstart", "eval", "prune", "export", "plugins", "compare", "report", "data", "curvature",
+    "curvature_figure",
 )
 
 #: Exit codes.

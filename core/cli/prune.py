@@ -1,4 +1,4 @@
-"""``llm-surgeon prune``: prune a model and write the pruned model and a report.
+"""``llm-surgeon prune``: prune a model and write the pruned model, a report and figures.
 
 Flags default to ``None`` so that, with ``--recipe``, only the flags actually given
 override the recipe. Everything is validated (:func:`llm_surgeon.run.validate.validate_run`)
@@ -71,8 +71,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prune",
         help="prune a model",
-        description="Prune a causal LM in one or more shots and write the pruned model and "
-        "report.json to --out. Values from --recipe are overridden by the flags given.",
+        description="Prune a causal LM in one or more shots and write the pruned model, "
+        "report.json, masks.safetensors and figures/ to --out. Values from --recipe are "
+        "overridden by the flags given.",
     )
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,
                    help="alias (smollm2-135m), local folder, .gguf file or hub id (or from --recipe)")
@@ -289,6 +290,10 @@ def run(args: argparse.Namespace) -> int:
     with _sigterm_as_interrupt():
         report = prune(config, progress=not args.no_progress, overwrite=overwrite,
                        resume=bool(args.resume), checkpoints=args.checkpoints)
+    if config.out:
+        from llm_surgeon.analysis.run_figures import write_run_figures
+
+        write_run_figures(config.out, report)
     if args.json:
         from llm_surgeon.util.io import to_json_text
 

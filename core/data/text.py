@@ -1,6 +1,6 @@
 """Text data: the known datasets and their splits, read as one string each.
 
-Three datasets are known:
+Five kinds of datasets are known:
 
 * ``wikitext2``: WikiText-2 raw. From a local folder of ``wiki.{train,valid,test}.raw``
   files (read as they are), or, without ``data_dir``, from the Hugging Face hub
@@ -12,6 +12,9 @@ Three datasets are known:
 * ``text``: local text files. ``data_dir`` is one file (used for every split) or a
   folder holding files named after the split (``train.txt``, ``wiki.valid.raw``,
   ``validation.txt``...); a folder without split names uses all its ``*.txt`` files.
+* ``python-stdlib`` and ``manpages-de``: the domains of :mod:`llm_surgeon.data.domains`
+  (the interpreter's standard library; German man pages), split by path hash into a
+  calibration part (``train``, ``validation``) and an evaluation part (``test``).
 
 A split is read as one string and tokenised once with the tokenizer's defaults.
 When the train split is missing it is replaced by the validation split, and the
@@ -26,16 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from llm_surgeon.data.config import DataConfig
+from llm_surgeon.data.domains import DOMAINS, load_domain
 from llm_surgeon.data.hub import hub_offline, hub_reachable
 from llm_surgeon.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("wikitext2", "wikitext2-bundled", "text")
+DATASETS = ("wikitext2", "wikitext2-bundled", "text", *DOMAINS)
 #: WikiText-2 raw validation and test files shipped as package data.
 BUNDLED_WIKITEXT = Path(__file__).parent / "wikitext2"
 _DATASET_ALIASES = {"wikitext-2": "wikitext2", "wikitext2-raw": "wikitext2", "wikitext": "wikitext2",
-                    "bundled": "wikitext2-bundled"}
+                    "bundled": "wikitext2-bundled", "stdlib": "python-stdlib"}
 SPLITS = ("train", "validation", "test")
 #: File-name stems each split is known by.
 _SPLIT_STEMS = {"train": ("train",), "validation": ("valid", "validation", "val"), "test": ("test",)}
@@ -143,6 +147,8 @@ def _load_split(data: DataConfig, split: str) -> tuple[str | None, str]:
     if dataset == "wikitext2-bundled":
         text, path = _bundled_wikitext(split)
         return text, f"bundled:{path}"
+    if dataset in DOMAINS:
+        return load_domain(dataset, split)
     if dataset == "wikitext2" and data.data_dir is None:
         return _hub_wikitext(split)
     return _local_text(data, split)

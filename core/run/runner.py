@@ -36,6 +36,7 @@ from llm_surgeon.methods.lora.training import finetune
 from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
 from llm_surgeon.model.loading import load_tokenizer, load_weights, save_model
+from llm_surgeon.model.masks import MASKS_FILE, save_masks
 from llm_surgeon.model.state import ModuleState
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.run import ppl_cache
@@ -56,7 +57,8 @@ def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False,
     """Run one pruning job described by ``config`` and return its report.
 
     If ``config.out`` is set, the pruned model (Hugging Face format: zeroed, compact or both,
-    see ``config.save``), ``run_config.json`` and ``report.json`` are written there
+    see ``config.save``), ``run_config.json``, ``masks.safetensors`` (one bit per prunable
+    weight, :mod:`llm_surgeon.model.masks`) and ``report.json`` are written there
     atomically: a failed run leaves no folder that looks complete, and any earlier output
     is left as it was.
 
@@ -200,15 +202,16 @@ def _shots(method: Method, session: PruningSession, evaluate: _Evaluation,
     return logs + run_shots(method, session, hooks=hooks, first_shot=first)
 
 
-def _save(output: RunOutput, model: nn.Module, tokenizer: Any, config: RunConfig,
+def _save(output: RunOutput, session: PruningSession, tokenizer: Any, config: RunConfig,
           report: dict[str, Any], started: float) -> None:
     """Write the output into the work folder, then rename it to ``config.out``."""
     folder = output.start_output()
     try:
         if config.save_model:
-            _save_model(config, model, tokenizer, Path(folder), report)
+            _save_model(config, session.model, tokenizer, Path(folder), report)
         fault_point("final-save")
         write_json(folder / "run_config.json", config.to_dict())
+        save_masks({s.pm.name: s.mask for s in session.states}, Path(folder) / MASKS_FILE)
         report["seconds_total"] = time.perf_counter() - started
         report["peak_rss_mb"] = peak_rss_mb()
         write_json(folder / "report.json", report)
@@ -261,7 +264,7 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, started: floa
         log.info("downstream after pruning: %s", accuracy_line(report["downstream"]))
     if output is not None:
         report["resumed_after"] = output.info.get("resumed_after", [])
-        _save(output, model, tokenizer, config, report, started)
+        _save(output, session, tokenizer, config, report, started)
     return report
 
 

@@ -102,10 +102,13 @@ def _with_curvature_device(record: PluginRecord, options: Any, device: str | Non
 def check_data(data: DataConfig, what: str) -> None:
     """Check a dataset name, split name and local path, and that its file is not empty
     (no file is read)."""
+    from llm_surgeon.data.domains import DOMAINS, check_available
     from llm_surgeon.data.text import check_source, dataset_name, split_name
 
-    dataset_name(data.dataset)
+    dataset = dataset_name(data.dataset)
     split_name(data.split)
+    if dataset in DOMAINS:
+        check_available(dataset)
     if data.data_dir is not None and not Path(data.data_dir).expanduser().exists():
         raise ConfigError(f"{what} data path {data.data_dir!r} does not exist")
     check_source(data, what)

@@ -100,3 +100,33 @@ def test_merge_is_deep_and_copies():
 def test_unknown_profile_lists_valid_names():
     with pytest.raises(KeyError, match="quick"):
         profiles.get("quik")
+
+
+def test_ablations_change_one_setting_of_the_cpu_protocol():
+    runs = {r.id: RunConfig.from_dict(r.config) for r in profiles.expand(profiles.get("ablations"))}
+    base = runs["surgeon-rowcol-0.8-kfac"]
+    assert (base.method, base.structure, base.target_size, base.shots) == ("surgeon", "row-col", 0.8, 5)
+    assert (base.calibration.nsamples, base.calibration.seqlen, base.evaluation.windows) == (32, 512, 64)
+    assert base.curvature is None and base.damping_g is None and not base.curvature_options
+
+    def changed(config: RunConfig) -> set[str]:
+        reference = runs[f"surgeon-{config.structure.replace('-', '')}-{config.target_size:g}-kfac"]
+        a, b = config.to_dict(), reference.to_dict()
+        return {k for k in a if a[k] != b[k]}
+
+    expected = {
+        "nkfac-r1": {"curvature", "curvature_options"}, "nkfac-r2": {"curvature", "curvature_options"},
+        "shots1": {"shots"}, "shots10": {"shots"}, "calib8": {"calibration"},
+        "calib128": {"calibration"}, "damp0.03": {"damping_g", "damping_a"},
+        "damp0.3": {"damping_g", "damping_a"}, "sampled": {"curvature_options"},
+        "chunkrow": {"structure_options"}, "chunk1024": {"structure_options"},
+    }
+    for run_id, config in runs.items():
+        if config.structure == "dims" or run_id.endswith("-kfac"):
+            continue
+        assert changed(config) == expected[run_id.rsplit("-0.", 1)[1].split("-", 1)[1]], run_id
+    assert runs["surgeon-rowcol-0.8-nkfac-r2"].curvature_options == {"rank": 2}
+    assert runs["surgeon-element-0.5-nkfac-r1"].curvature == "nearest-kfac"
+    assert {runs[f"surgeon-rowcol-0.8-{t}"].calibration.nsamples for t in ("calib8", "calib128")} == {8, 128}
+    assert runs["surgeon-rowcol-0.8-sampled"].curvature_options == {"fisher_type": "sampled"}
+    assert runs["surgeon-element-0.5-chunkrow"].structure_options == {"chunk_size": "row"}
