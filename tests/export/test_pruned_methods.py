@@ -120,3 +120,14 @@ def test_library_load_matches_and_zeroed_folder_reloads(pruned, family, method):
     with torch.no_grad():
         assert (compact(p.ids).logits - p.logits).abs().max().item() <= ATOL
         assert torch.equal(zeroed(p.ids).logits, p.logits)
+
+
+@pytest.mark.parametrize(("family", "method"), CASES)
+def test_propagation_leaves_only_weights_that_matter(pruned, family, method):
+    """Dead-structure propagation and the export's liveness find the same dead weights:
+    ``row-col`` propagates after every shot, so every nonzero weight it leaves can change a
+    logit, and the compact export stores exactly the nonzero weights."""
+    p = pruned[family, method]
+    prunable = adapter_for(p.zeroed).prunable_modules(p.zeroed)
+    nonzero = sum(int((pm.module.weight != 0).sum()) for pm in prunable)
+    assert p.real_size == nonzero == p.plan.linear_weights
