@@ -40,9 +40,7 @@ DEPLOY_DIR = "deploy"
 DEPLOY_RUNS: dict[str, tuple[str, str, float]] = {
     "surgeon-rowcol-0.8": ("surgeon", "row-col", 0.8),
     "surgeon-rowcol-0.7": ("surgeon", "row-col", 0.7),
-    # HOOK (issue 14): the `dims` structure removes whole MLP units and heads. The runs below
-    # are pruned and measured once a structure named `dims` is registered; until then
-    # `prune` skips them with a message.
+    # `dims` removes whole MLP units and heads (skipped with a message if it is not registered).
     "surgeon-dims-0.8": ("surgeon", "dims", 0.8),
     "surgeon-dims-0.7": ("surgeon", "dims", 0.7),
 }
