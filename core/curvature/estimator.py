@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import attrs
@@ -22,6 +23,7 @@ from llm_surgeon.curvature.options import GradientConfig, StatisticsConfig, accu
 from llm_surgeon.curvature.passes import PassOptions, PassStats, TokenObserver, run_pass
 from llm_surgeon.curvature.tokens import ModuleTokens
 from llm_surgeon.curvature.types import Curvature
+from llm_surgeon.dist import current
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.model.adapters import PrunableModule
 from llm_surgeon.util.torch_util import model_device
@@ -133,14 +135,25 @@ class ModuleSums:
         else:
             total.add_((x.T @ y).to(self.device))
 
-    def pop_mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+    def pop_mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype,
+                 reduce: Callable[[Tensor], object] | None = None) -> Tensor:
         """The sum of module ``index`` divided by ``count``, forgetting the sum.
 
         Zeros of ``shape`` if nothing was added (a module the pass never reached).
+
+        Args:
+            index, count, shape, dtype: the module, the number of tokens, and the shape
+                and dtype of a sum that was never started.
+            reduce: sums the partial sums of all ranks in place before the division
+                (data-parallel calibration; ``count`` is then the total over the ranks).
         """
         total, self.sums[index] = self.sums[index], None
         if total is None:
-            return torch.zeros(shape, dtype=dtype, device=self.device)
+            total = torch.zeros(shape, dtype=dtype, device=self.device)
+            if reduce is None:
+                return total
+        if reduce is not None:
+            reduce(total)
         return total / max(count, 1)
 
 
@@ -154,18 +167,20 @@ class Moment:
         term: the batch's contribution: ``(x, y)`` whose product ``x^T y`` is added, or a
             ready ``(m, n)`` sum (e.g. the input Gram matrix shared by modules).
         shape: the shape of the mean for a module (for modules the pass never reached).
+        symmetric: the sum is a symmetric matrix (only its upper triangle is all-reduced).
     """
 
     name: str
     backward: bool
     term: Callable[[ModuleTokens], tuple[Tensor, Tensor] | Tensor]
     shape: Callable[[PrunableModule], tuple[int, ...]]
+    symmetric: bool = False
 
 
 #: The input second moment ``sum_n a_n a_n^T``, ``(d_in, d_in)``.
-INPUT_MOMENT = Moment("A", False, lambda t: t.gram(), lambda pm: (layer_dims(pm)[1],) * 2)
+INPUT_MOMENT = Moment("A", False, lambda t: t.gram(), lambda pm: (layer_dims(pm)[1],) * 2, True)
 #: The output-gradient second moment ``sum_n g_n g_n^T``, ``(d_out, d_out)``.
-GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2)
+GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2, True)
 
 
 class _MomentObserver(TokenObserver):
@@ -215,6 +230,10 @@ def moment_means(
 ) -> tuple[list[dict[str, Tensor]], PassStats, float]:
     """One pass gathering ``moments`` for every module; their means, checked for finiteness.
 
+    In a distributed job each rank passes over its own calibration batches and the sums
+    (and the token count) are all-reduced before the division, so every rank gets the
+    means over all tokens.
+
     Returns:
         Per module (in the order of ``modules``) moment name -> mean; the pass's
         statistics; the seconds spent turning sums into means.
@@ -224,9 +243,14 @@ def moment_means(
     stats = run_pass(model, modules, batches, observer, gradients=any(m.backward for m in moments),
                      options=options, progress=progress, desc=desc)
     start = time.perf_counter()
+    comm = current()
+    stats = attrs.evolve(stats, tokens=comm.sum(stats.tokens, kind="statistics"))
+    reducers = {m.name: partial(comm.all_reduce_, symmetric=m.symmetric) if comm.distributed else None
+                for m in moments}
     means = []
     for i, pm in enumerate(modules):
-        mine = {m.name: observer.sums[m.name].pop_mean(i, stats.tokens, m.shape(pm), options.dtype)
+        mine = {m.name: observer.sums[m.name].pop_mean(i, stats.tokens, m.shape(pm), options.dtype,
+                                                       reduce=reducers[m.name])
                 for m in moments}
         check_finite(pm.name, desc + " statistics", *mine.values())
         means.append(mine)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from llm_surgeon.dist import current
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.lora import finetune
 from llm_surgeon.methods.session import PruningSession
@@ -30,21 +31,26 @@ def run_shots(method: Method, session: PruningSession, *, hooks: Sequence[ShotHo
     """Run shots ``first_shot ... shots`` of ``session``'s schedule with ``method``.
 
     After each shot the achieved size (nonzero prunable weights) is recorded, then the
-    hooks run in order, then ``seconds["total"]`` (the shot and its hooks) is set.
+    hooks run in order, then ``seconds["total"]`` (the shot and its hooks) is set. In a
+    distributed job ``info["communication"]`` holds the MiB each rank contributed to
+    collectives during the shot and its hooks, per kind (see :class:`~llm_surgeon.dist.Traffic`).
 
     Returns:
         The shot logs, in order.
     """
     logs = []
+    comm = current()
     for shot, target in enumerate(shot_targets(session), start=1):
         if shot < first_shot:
             continue
-        start = time.perf_counter()
+        start, traffic = time.perf_counter(), comm.traffic.snapshot()
         shot_log = method.run_shot(session, shot, target)
         shot_log.achieved = session.nonzero_size()
         for hook in hooks:
             hook(session, shot_log)
         shot_log.seconds["total"] = time.perf_counter() - start
+        if comm.distributed:
+            shot_log.info["communication"] = comm.traffic.since(traffic)
         logs.append(shot_log)
     return logs
 

@@ -5,6 +5,11 @@ A shot is: estimate the curvature (:func:`estimate`), bind it to the shot's damp
 global threshold (:func:`select`), and remove the selection with correlated updates
 (:func:`remove`). :class:`~llm_surgeon.methods.threshold.ThresholdMethod` runs them in
 order; a distributed or resumable runner can run, wrap or skip each one.
+
+In a distributed job (:mod:`llm_surgeon.dist`) the estimate is data-parallel, and
+:func:`score` and :func:`remove` work on the scopes this rank owns (``owners``, from
+:func:`~llm_surgeon.methods.sharding.scope_owners`); :func:`remove` then broadcasts the
+owners' weights and masks and sums the predicted cost over the ranks.
 """
 
 from __future__ import annotations
@@ -17,9 +22,11 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.curvature.types import Curvature
+from llm_surgeon.dist import current
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods.base import ShotLog
 from llm_surgeon.methods.session import PruningSession
+from llm_surgeon.methods.sharding import broadcast_states
 from llm_surgeon.pruning.structures import CandidateSet, Scope
 from llm_surgeon.pruning.threshold import global_threshold
 from llm_surgeon.solver.factor import Damping
@@ -84,30 +91,48 @@ def named(scope: Scope, fn: Callable[..., T], *args: Any) -> T:
         raise NumericalError(f"module {scope.name}: {exc}") from exc
 
 
-def score(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers) -> list[CandidateSet]:
-    """Costs of every candidate of every scope."""
-    return [named(scope, session.structure.candidates, scope, solvers) for scope in scopes]
+def _mine(owners: Sequence[int] | None, index: int) -> bool:
+    return owners is None or owners[index] == current().rank
 
 
-def select(session: PruningSession, candidates: Sequence[CandidateSet], target_size: float
-           ) -> list[dict[str, Tensor]]:
-    """One global threshold: per scope, group name -> bool selection."""
+def score(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers,
+          owners: Sequence[int] | None = None) -> list[CandidateSet | None]:
+    """Costs of every candidate of every scope (``None`` for scopes another rank owns)."""
+    return [named(scope, session.structure.candidates, scope, solvers) if _mine(owners, i) else None
+            for i, scope in enumerate(scopes)]
+
+
+def select(session: PruningSession, candidates: Sequence[CandidateSet | None], target_size: float
+           ) -> list[dict[str, Tensor] | None]:
+    """One global threshold: per scope, group name -> bool selection (``None`` where not owned)."""
     target_weights = round(target_size * session.total_weights())
     selections, _ = global_threshold(candidates, target_weights)
     return selections
 
 
 def remove(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers,
-           selections: Sequence[dict[str, Tensor]]) -> float:
-    """Remove every scope's selection; the predicted increase of the loss."""
+           selections: Sequence[dict[str, Tensor] | None], owners: Sequence[int] | None = None) -> float:
+    """Remove every scope's selection; the predicted increase of the loss (over all ranks).
+
+    Scopes whose selection is ``None`` belong to another rank, which broadcasts their new
+    weights and masks afterwards (``owners``).
+    """
     cost = 0.0
     for scope, selected in zip(scopes, selections, strict=True):
-        cost += float(named(scope, session.structure.apply, scope, solvers, selected, session.update))
-    return cost
+        if selected is not None:
+            cost += float(named(scope, session.structure.apply, scope, solvers, selected, session.update))
+    comm = current()
+    if owners is not None and comm.distributed:
+        states = [(s, owner) for scope, owner in zip(scopes, owners, strict=True) for s in scope.states]
+        broadcast_states(comm, [s for s, _ in states], [owner for _, owner in states])
+    return comm.sum(cost)
 
 
 def log_escalations(solvers: Solvers, shot_log: ShotLog) -> None:
-    """Record (and warn about) the modules whose damping had to be escalated."""
-    if solvers.escalations:
-        shot_log.info["damping_escalations"] = dict(solvers.escalations)
-        log.warning("damping escalated in %d modules: %s", len(solvers.escalations), solvers.escalations)
+    """Record (and warn about) the modules whose damping had to be escalated (on any rank)."""
+    escalations: dict[str, int] = {}
+    for part in current().gather_objects(dict(solvers.escalations)):
+        escalations.update(part)
+    if escalations:
+        shot_log.info["damping_escalations"] = escalations
+        log.warning("damping escalated in %d modules: %s", len(escalations), escalations)

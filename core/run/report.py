@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
+import torch
+from torch import Tensor
+
 from llm_surgeon.methods.base import ShotLog
 from llm_surgeon.methods.session import PruningSession
+from llm_surgeon.model.state import ModuleState
 from llm_surgeon.run.config import RunConfig, unstructure
 from llm_surgeon.run.validate import ResolvedRun
 from llm_surgeon.util.resources import library_versions, peak_rss_mb
 
 #: Version of the layout of ``report.json``.
 REPORT_VERSION = 1
+
+
+def _packed(bits: Tensor) -> Tensor:
+    """Bools ``(n,)`` packed eight to a byte, ``(ceil(n / 8),)`` uint8."""
+    padded = torch.zeros(-(-bits.numel() // 8) * 8, dtype=torch.uint8)
+    padded[: bits.numel()] = bits.to(torch.uint8)
+    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+    return (padded.view(-1, 8) * weights).sum(dim=1, dtype=torch.uint8)
+
+
+def mask_digest(states: Sequence[ModuleState]) -> str:
+    """SHA-256 of every module's mask, in model order (equal digests: identical masks)."""
+    digest = hashlib.sha256()
+    for state in states:
+        mask = state.mask.detach().cpu().contiguous()
+        digest.update(f"{state.pm.name}:{tuple(mask.shape)};".encode())
+        digest.update(bytes(_packed(mask.flatten()).untyped_storage()))
+    return digest.hexdigest()
 
 
 def module_table(session: PruningSession) -> list[dict[str, Any]]:
@@ -56,6 +79,7 @@ def build_report(
         "target_size": config.target_size,
         "achieved_size": session.nonzero_size(),
         "mask_size": session.size(),
+        "mask_sha256": mask_digest(session.states),
         "prunable_parameters": session.total_weights(),
         "shots": config.shots,
         "schedule": config.schedule,
