@@ -193,7 +193,8 @@ SCALE_MODEL = "bench/configs/llama2-7b-2layers"
 
 def _scale() -> Profile:
     base = _base(nsamples=4, cal_seqlen=512, windows=None)
-    base.update(model=SCALE_MODEL, evaluation={"enabled": False})
+    base["model"] = SCALE_MODEL
+    base["evaluation"]["enabled"] = False  # random weights: no perplexity
     # One shot each, the first of the cpu profile's 5-shot schedules to 0.8 and 0.5.
     runs = (
         {**_run("surgeon", "row-col", 0.96), "id": "surgeon-rowcol-shot1", "simulate": True},

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, UnsupportedArchitectureError
 
 #: Subcommand modules under ``llm_surgeon.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("eval", "prune", "plugins", "compare", "curvature", "curvature_figure")
+COMMANDS: tuple[str, ...] = ("eval", "prune", "plan", "plugins", "compare", "curvature", "curvature_figure")
 
 #: Exit codes.
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN = 0, 1, 2, 3

@@ -4,7 +4,8 @@
 shapes of its prunable modules) and estimates, per rank of a job of ``nproc``
 processes, what each strategy keeps resident at its peak:
 
-* ``weights``: the model's parameters (every rank holds the whole model);
+* ``weights``: the model's parameters (every rank holds the whole model) and the
+  masks of its prunable weights (one byte each);
 * ``factors``: the summed curvature statistics (``G``, ``A``, diagonals, power-iteration
   sums, SparseGPT's ``H``), which every rank holds after the all-reduce;
 * ``inverses``: the float64 factorisations of the largest module the rank solves
@@ -28,6 +29,19 @@ from typing import Any
 
 import attrs
 
+from llm_surgeon.run.plan_shapes import (
+    DEFAULT_STRATEGIES,
+    ModelShape,
+    ModuleShape,
+    Strategy,
+    load_config,
+    model_shape,
+    resolve_strategy,
+)
+
+__all__ = ["DEFAULT_STRATEGIES", "Calibration", "Estimate", "ModelShape", "ModuleShape", "Strategy",
+           "estimate", "load_config", "model_shape", "plan", "resolve_strategy"]
+
 #: Resident memory of Python, torch, transformers and llm-surgeon without a model (MiB).
 RUNTIME_MB = 385.0
 #: Saved tensors of one decoder layer in a backward pass, per token, in units of the
@@ -40,6 +54,8 @@ FORWARD_HIDDEN, FORWARD_INTERMEDIATE, FORWARD_LOGITS = 3.0, 1.0, 1.9
 #: Freed activation memory the allocator does not hand back while the sums grow (a
 #: fraction of the activations, measured between one and several batches).
 FRAGMENTATION = 0.15
+#: The evaluation forward pass (batch 1) as a multiple of a forward-only calibration pass.
+EVALUATION = 1.5
 #: float64 matrices alive at the peak of one module's solve, as multiples of the larger
 #: and the smaller factor's ``n x n``: row-col keeps both damped matrices and Cholesky
 #: factors and forms one triangular inverse at a time for the inverse diagonals; element
@@ -47,73 +63,6 @@ FRAGMENTATION = 0.15
 SOLVE_MATRICES = {"row-col": (4.0, 2.0), "element": (5.0, 3.0)}
 #: float32 bytes per candidate weight the threshold holds (costs and their sorted copy).
 CANDIDATE_BYTES = 8.0
-
-
-@attrs.frozen
-class ModuleShape:
-    """One prunable Linear: ``d_out`` rows, ``d_w`` weight columns, and maybe a bias."""
-
-    name: str
-    layer: int
-    role: str
-    d_out: int
-    d_w: int
-    bias: bool = False
-
-    @property
-    def d_in(self) -> int:
-        """Columns of ``theta = [W | b]``."""
-        return self.d_w + int(self.bias)
-
-    @property
-    def weights(self) -> int:
-        """Prunable weights (bias excluded)."""
-        return self.d_out * self.d_w
-
-    @property
-    def cost(self) -> float:
-        """Factorisation cost, the owner assignment's weight."""
-        return float(self.d_out) ** 3 + float(self.d_in) ** 3
-
-
-@attrs.frozen
-class ModelShape:
-    """What a plan needs of a model: its sizes and its prunable modules."""
-
-    model_type: str
-    layers: int
-    hidden: int
-    intermediate: int
-    vocab: int
-    parameters: int
-    modules: tuple[ModuleShape, ...]
-
-
-@attrs.frozen
-class Strategy:
-    """A method with its curvature estimator and structure, as a plan sees them.
-
-    Attributes:
-        method: method name; ``layerwise`` methods propagate layer by layer.
-        curvature: estimator name (``None``: none).
-        structure: structure name as given (``row-col``, ``element``, ``2:4``...).
-        diagonal: the method reduces the curvature to its diagonal.
-        layerwise: a layer-wise method (SparseGPT, Wanda).
-        rank, iterations: nearest-kfac's options.
-    """
-
-    method: str
-    curvature: str | None
-    structure: str
-    diagonal: bool = False
-    layerwise: bool = False
-    rank: int = 1
-    iterations: int = 2
-
-    @property
-    def label(self) -> str:
-        curvature = f" {self.curvature}" if self.curvature else ""
-        return f"{self.method}{curvature} {self.structure}"
 
 
 @attrs.frozen
@@ -205,7 +154,7 @@ def _solve(modules: Sequence[ModuleShape], strategy: Strategy, cal: Calibration)
     if not modules:
         return 0.0
     if strategy.layerwise:  # H, its damped copy and inverse factor in float64, and W copies
-        return max(4 * 8 * m.d_in**2 + 3 * cal.weight_bytes * m.weights for m in modules)
+        return max(4 * 8 * m.d_in**2 * strategy.hessian + 3 * 8 * m.weights for m in modules)
     theta = max(4 * 8 * m.weights for m in modules)
     if strategy.curvature in (None, "identity") or strategy.diagonal:
         work = theta
@@ -235,11 +184,12 @@ def _owned(model: ModelShape, nproc: int) -> list[list[ModuleShape]]:
 
 def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimate:
     """Memory per rank (the busiest rank) and passes of ``strategy`` on ``model``."""
-    weights = model.parameters * cal.weight_bytes
+    weights = model.parameters * cal.weight_bytes + sum(m.weights for m in model.modules)  # + bool masks
     local = -(-cal.nsamples // cal.nproc)  # windows on the busiest rank
     if strategy.layerwise:
         layer = [m for m in model.modules if m.layer == 0]
-        factors = sum(m.d_in**2 for m in {m.d_in: m for m in layer}.values()) * cal.statistic_bytes
+        inputs = {SHARED_INPUTS.get(m.role, m.name): m.d_in for m in layer}
+        factors = sum(d**2 if strategy.hessian else 2 * d for d in inputs.values()) * cal.statistic_bytes
         activations = 2 * local * cal.seqlen * model.hidden * cal.weight_bytes
         activations += _activations(attrs.evolve(model, layers=1), cal, backward=False)
         kept_factors = factors
@@ -256,11 +206,17 @@ def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimat
     if not strategy.layerwise and cal.nproc > 1:  # each rank keeps the curvatures of its own modules
         share = max(sum(m.d_out**2 + m.d_in**2 for m in mods) for mods in per_rank)
         kept_factors = factors * share / max(sum(m.d_out**2 + m.d_in**2 for m in model.modules), 1)
+    if strategy.diagonal:  # diag(F) of every module, formed while the factors still exist
+        diagonals = sum(m.d_out * m.d_in for m in model.modules) * cal.statistic_bytes
+        factors_at_end = factors + diagonals
+        kept_factors = diagonals * (kept_factors / factors if factors else 1.0)
+    else:
+        factors_at_end = factors
     evaluation = _activations(model, attrs.evolve(cal, batch_size=1), backward=False)
     phases = {
-        "passes": factors + activations + FRAGMENTATION * activations,
+        "passes": max(factors + activations + FRAGMENTATION * activations, factors_at_end),
         "solver": kept_factors + inverses,
-        "evaluation": evaluation * (1 + FRAGMENTATION),
+        "evaluation": evaluation * EVALUATION,
     }
     phase = max(phases, key=lambda k: phases[k])
     per_shot, passes = _passes(strategy, cal.shots)
@@ -270,74 +226,6 @@ def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimat
         peak_mb=RUNTIME_MB + (weights + phases[phase]) / MB, phase=phase,
         passes_per_shot=per_shot, passes=passes,
     )
-
-
-#: What ``plan`` shows without ``--method``/``--structure``: (method, curvature, structure).
-DEFAULT_STRATEGIES = (
-    ("surgeon", "kfac", "row-col"), ("surgeon", "kfac", "element"), ("surgeon", "kfac", "2:4"),
-    ("surgeon", "nearest-kfac", "row-col"), ("kobd", None, "row-col"), ("lobd", None, "row-col"),
-    ("sparsegpt", None, "element"), ("wanda", None, "element"), ("magnitude", None, "row-col"),
-)
-
-
-def load_config(spec: str, trust_remote_code: bool = False) -> Any:
-    """A model's transformers configuration: of a ``config.json`` file, or as
-    :func:`~llm_surgeon.model.loading.load_model_config` reads it (folder, GGUF, alias, hub)."""
-    from pathlib import Path
-
-    from llm_surgeon.model.loading import load_model_config
-
-    path = Path(spec).expanduser()
-    if path.is_file() and path.suffix == ".json":
-        from transformers import AutoConfig
-
-        return AutoConfig.from_pretrained(str(path.parent) if path.name == "config.json" else str(path),
-                                          trust_remote_code=trust_remote_code)
-    return load_model_config(spec, trust_remote_code=trust_remote_code)
-
-
-def model_shape(config: Any, *, layers: int | None = None, trust_remote_code: bool = False) -> ModelShape:
-    """Sizes and prunable modules of the model of ``config``, from a meta-device instance."""
-    import copy
-
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    from llm_surgeon.model.adapters import adapter_for
-
-    config = copy.deepcopy(config)
-    if layers is not None:
-        config.num_hidden_layers = layers
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    modules = tuple(ModuleShape(pm.name, pm.layer, pm.role, pm.shape[0], pm.shape[1], pm.has_bias)
-                    for pm in adapter_for(model).prunable_modules(model))
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return ModelShape(
-        model_type=str(config.model_type), layers=int(text.num_hidden_layers), hidden=int(text.hidden_size),
-        intermediate=max(max(m.d_out, m.d_w) for m in modules), vocab=int(text.vocab_size),
-        parameters=sum(p.numel() for p in model.parameters()), modules=modules,
-    )
-
-
-def resolve_strategy(method: str, curvature: str | None, structure: str,
-                     curvature_options: dict[str, Any] | None = None) -> Strategy:
-    """A :class:`Strategy` from registered names (the method's default curvature if none)."""
-    from llm_surgeon.registry.registry import Kind, get_registry
-    from llm_surgeon.run.validate import method_attribute
-
-    registry = get_registry()
-    record = registry.get(Kind.METHOD, method)
-    config = record.make_config()
-    layerwise = hasattr(record.factory, "make_stat")
-    curvature = None if layerwise else (curvature or method_attribute(record, config, "default_curvature"))
-    options = dict(curvature_options or {})
-    if curvature is not None:  # validate the name and options like a run would
-        registry.get(Kind.CURVATURE, curvature).make_config(**options)
-    return Strategy(method=method, curvature=curvature, structure=structure,
-                    diagonal=bool(method_attribute(record, config, "diagonal", False)),
-                    layerwise=layerwise, rank=int(options.get("rank", 1)),
-                    iterations=int(options.get("iterations", 2)))
 
 
 def plan(model: ModelShape, strategies: Sequence[Strategy], cal: Calibration) -> list[Estimate]:
