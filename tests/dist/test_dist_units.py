@@ -168,3 +168,17 @@ def test_sharded_threshold_selects_what_one_process_selects(seed, size):
                 assert selection.keys() == want[i].keys()
                 for group in selection:
                     assert torch.equal(selection[group], want[i][group]), (fraction, i, group)
+
+
+def test_a_failure_goes_into_torchruns_error_file(tmp_path, monkeypatch):
+    import json
+
+    from llm_surgeon.dist import record_failure
+
+    path = tmp_path / "error.json"
+    monkeypatch.setenv("TORCHELASTIC_ERROR_FILE", str(path))
+    try:
+        raise RuntimeError("the message torchrun shows")
+    except RuntimeError as exc:
+        record_failure(exc)
+    assert "the message torchrun shows" in json.dumps(json.loads(path.read_text()))
