@@ -182,3 +182,12 @@ def test_a_failure_goes_into_torchruns_error_file(tmp_path, monkeypatch):
     except RuntimeError as exc:
         record_failure(exc)
     assert "the message torchrun shows" in json.dumps(json.loads(path.read_text()))
+
+
+def test_compare_under_torchrun_is_refused(monkeypatch, capsys):
+    from llm_surgeon import cli
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert cli.main(["compare", "smollm2-135m", "--methods", "magnitude", "--out", "unused"]) == 2
+    assert "llm-surgeon: rank 1/2 error: compare runs" in capsys.readouterr().err
