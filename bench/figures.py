@@ -2,6 +2,8 @@
 
 * :func:`ppl_vs_size`: test perplexity against target size, one line per method and
   one panel per structure (the paper's "interpolate model sizes" figure).
+* :func:`ppl_vs_real_size`: test perplexity against the real (compact-export) size,
+  one line per method and structure, for records that have one.
 * :func:`sparsity`: remaining weights per layer depth and per module role for the
   ``surgeon`` runs (the paper's sparsity analysis).
 * :func:`ppl_per_shot`: perplexity after every shot, for runs evaluated each shot.
@@ -107,6 +109,38 @@ def ppl_vs_size(records: Sequence[dict[str, Any]], path: str | Path, title: str 
         ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
+    return _save(fig, path)
+
+
+def ppl_vs_real_size(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
+    """Perplexity against the real (compact-export) size, one line per method and structure.
+
+    Only records with a ``real_size`` are drawn; ``None`` when there are none.
+    """
+    records = [r for r in _ok(records) if r.get("ppl_after") is not None and r.get("real_size") is not None]
+    if not records:
+        return None
+    fig = _figure(5.5, 3.8)
+    ax = fig.subplots()
+    dense = next((r["ppl_before"] for r in records if r.get("ppl_before") is not None), None)
+    lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in records:
+        lines[f"{label(r)} {r['structure']}"].append((float(r["real_size"]), float(r["ppl_after"])))
+    values: list[float] = []
+    for name in sorted(lines):
+        points = sorted(lines[name]) + ([(1.0, dense)] if dense is not None else [])
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", label=name)
+        values.extend(ys)
+    if dense is not None:
+        ax.axhline(dense, color="grey", linestyle="--", linewidth=1, label="dense")
+    _log_axis(ax, values)
+    ax.set_xlabel("real size (fraction of prunable weights a compact export stores)")
+    ax.set_ylabel("test perplexity")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+    if title:
+        ax.set_title(title, fontsize="medium")
     return _save(fig, path)
 
 

@@ -13,6 +13,9 @@ Profiles (``python -m bench list`` prints them):
   tokens, 2 shots, 32 test windows of 512).
 * ``cpu``: 32 x 512 calibration tokens, 64 test windows of 512; the structured,
   unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
+* ``gemma3``: the ``cpu`` protocol on Gemma 3 270M (``gemma3-270m``).
+* ``dims``: the ``cpu`` protocol at real (compact-export) sizes: ``row-col`` with
+  propagation and ``size: real`` against the ``dims`` structure (surgeon, kobd, magnitude).
 * ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
   structured pruning, the full test set) for any Hugging Face causal LM (``--model``).
 * ``scale``: a random Llama with Llama-2-7B's widths and 2 layers, random tokens, one
@@ -80,12 +83,14 @@ def _base(nsamples: int, cal_seqlen: int, windows: int | None, eval_seqlen: int 
 
 
 def _run(method: str, structure: str, target: float, shots: int = 1, *, lora: bool = False,
-         every_shot: bool = False, tag: str = "") -> dict[str, Any]:
+         every_shot: bool = False, tag: str = "", options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run entry; its id reads ``method-structure-target[-tag]``."""
     short = structure.replace(":", "of").replace("row-col", "rowcol")
     run_id = f"{method}-{short}-{target:g}" + (f"-{tag}" if tag else "")
     entry: dict[str, Any] = {"id": run_id, "method": method, "structure": structure,
                              "target_size": target, "shots": shots}
+    if options:
+        entry["structure_options"] = dict(options)
     if lora:
         entry["lora"] = {"enabled": True}
     if every_shot:
@@ -168,6 +173,40 @@ def _cpu() -> Profile:
     )
 
 
+def _gemma3() -> Profile:
+    """The ``cpu`` protocol on Gemma 3 270M, in the order the runs matter most."""
+    order = (("surgeon", "row-col", 0.8), ("sparsegpt", "element", 0.5), ("wanda", "element", 0.5),
+             ("surgeon", "element", 0.5), ("surgeon", "2:4", 0.5), ("sparsegpt", "2:4", 0.5),
+             ("wanda", "2:4", 0.5))
+    base = _base(nsamples=32, cal_seqlen=512, windows=64)
+    base["model"] = "gemma3-270m"
+    return Profile(
+        name="gemma3",
+        description="Gemma 3 270M (Q4_K_M GGUF) with the cpu protocol: surgeon row-col 0.8, element "
+                    "0.5, 2:4; sparsegpt and wanda 0.5 and 2:4 (hours on 2 cores)",
+        base=base,
+        runs=tuple(_run(m, st, t, _shots(m, 5)) for m, st, t in order),
+    )
+
+
+def _dims() -> Profile:
+    """The ``cpu`` protocol at real sizes: row-col with propagation against ``dims``."""
+    shots = 5
+    runs: list[dict[str, Any]] = []
+    # The 0.8 row first: if time is short, it is the one comparison that exists.
+    for target in (0.8, 0.9, 0.7):
+        runs.append(_run("surgeon", "row-col", target, shots, tag="real", options={"size": "real"}))
+        for method in ("surgeon", "kobd", "magnitude"):
+            runs.append(_run(method, "dims", target, _shots(method, shots)))
+    return Profile(
+        name="dims",
+        description="the cpu protocol at real (compact-export) sizes 0.9 / 0.8 / 0.7: surgeon row-col "
+                    "(with propagation) against surgeon, kobd and magnitude dims (hours on 2 cores)",
+        base=_base(nsamples=32, cal_seqlen=512, windows=64),
+        runs=tuple(runs),
+    )
+
+
 def _paper() -> Profile:
     runs: list[dict[str, Any]] = []
     for target in (0.9, 0.8, 0.7, 0.6, 0.5):
@@ -209,8 +248,8 @@ def _scale() -> Profile:
     )
 
 
-_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "paper": _paper,
-             "scale": _scale}
+_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "gemma3": _gemma3,
+             "dims": _dims, "paper": _paper, "scale": _scale}
 
 
 def names() -> list[str]:

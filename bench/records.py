@@ -36,11 +36,33 @@ PHASES = ("load", "passes", "algebra", "solver", "lora", "eval", "other")
 #: Phases counted as forward/backward passes in ``outside_passes_ratio``.
 PASS_PHASES = ("passes", "eval", "lora")
 #: Config keys that say where things live, not what is computed (excluded from keys).
-_LOCATION_KEYS = ("out", "save_model")
+_LOCATION_KEYS = ("out", "save_model", "save")
+
+
+#: Settings added after records existed, left out of the key at the default that
+#: reproduces those records, so that their keys stay valid: key path -> default.
+_ADDED_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("calibration", "bos"): "auto",
+    ("evaluation", "bos"): "auto",
+    ("downstream",): {"tasks": [], "tasks_dir": None, "limit": None, "num_fewshot": 0, "batch_size": 1},
+}
+
+
+def _drop_default(config: dict[str, Any], path: tuple[str, ...], default: Any) -> dict[str, Any]:
+    head, *rest = path
+    if head not in config:
+        return config
+    if rest:
+        if not isinstance(config[head], dict):
+            return config
+        return {**config, head: _drop_default(config[head], tuple(rest), default)}
+    return {k: v for k, v in config.items() if k != head} if config[head] == default else config
 
 
 def _strip_locations(config: dict[str, Any]) -> dict[str, Any]:
     config = {k: v for k, v in config.items() if k not in _LOCATION_KEYS}
+    for path, default in _ADDED_DEFAULTS.items():
+        config = _drop_default(config, path, default)
     for section in ("calibration", "evaluation"):
         if isinstance(config.get(section), dict) and isinstance(config[section].get("data"), dict):
             data = {k: v for k, v in config[section]["data"].items() if k != "data_dir"}
@@ -110,6 +132,8 @@ def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
             "ppl": _finite(info.get("ppl")),
             "curvature_mb": info.get("curvature_mb"),
             "peak_rss_mb_after": info.get("peak_rss_mb_after"),
+            "real_size": info.get("real_size"),
+            "dead_freed": info.get("dead_freed"),
             "communication": info.get("communication"),
         })
     return shots
@@ -163,6 +187,8 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
         "update": report.get("update"),
         "damping": report.get("damping"),
         "achieved_size": report.get("achieved_size"),
+        "real_size": report.get("real_size"),
+        "real_parameters": report.get("real_parameters"),
         "calibration": {"nsamples": calibration.get("nsamples"), "seqlen": calibration.get("seqlen"),
                         "split": calibration.get("split_used") or (calibration.get("data") or {}).get("split"),
                         "note": calibration.get("note")},

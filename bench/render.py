@@ -46,7 +46,17 @@ def _first_line(text: Any) -> str:
     return lines[0] if lines else ""
 
 
-def row(record: dict[str, Any]) -> list[str]:
+def _has_real(recs: Sequence[dict[str, Any]]) -> bool:
+    """Whether any record has a real (compact-export) size: the tables then show it."""
+    return any(r.get("real_size") is not None for r in recs)
+
+
+def _real_cells(record: dict[str, Any]) -> list[str]:
+    params = record.get("real_parameters")
+    return [_num(record.get("real_size"), ".4f"), "–" if params is None else f"{int(params):,}"]
+
+
+def row(record: dict[str, Any], real: bool = False) -> list[str]:
     """Table cells of one record (failed runs show the error in the ppl column)."""
     seconds = record.get("seconds") or {}
     ok = record.get("status") == "ok"
@@ -54,11 +64,11 @@ def row(record: dict[str, Any]) -> list[str]:
     cells = [
         run_id, figures.label(record), record.get("curvature") or "–", record["structure"],
         _num(record["target_size"], "g"), _num(record.get("achieved_size"), ".4f"),
-        str(record.get("shots")),
+        *(_real_cells(record) if real else []), str(record.get("shots")),
     ]
     if not ok:
         message = _first_line(record.get("error"))[:80].replace("|", "\\|")
-        return cells + [message] + ["–"] * (len(_COLUMNS) - len(cells) - 1)
+        return cells + [message] + ["–"] * (len(_columns(real)) - len(cells) - 1)
     return cells + [
         _num(record.get("ppl_after")),
         _num(seconds.get("total"), ".0f"),
@@ -74,11 +84,21 @@ def row(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def _columns(real: bool, columns: Sequence[str] = _COLUMNS) -> tuple[str, ...]:
+    """The columns, with ``real size`` and ``real params`` after ``achieved`` when ``real``."""
+    if not real:
+        return tuple(columns)
+    i = list(columns).index("achieved") + 1
+    return (*columns[:i], "real size", "real params", *columns[i:])
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of records, one row each."""
-    lines = ["| " + " | ".join(_COLUMNS) + " |",
-             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(_COLUMNS))) + "|"]
-    lines += ["| " + " | ".join(row(r)) + " |" for r in rows]
+    real = _has_real(rows)
+    columns = _columns(real)
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(row(r, real)) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -91,8 +111,10 @@ _README_COLUMNS = (
 
 def readme_table(recs: Sequence[dict[str, Any]]) -> str:
     """A compact Markdown table of the successful records, for the project README."""
-    lines = ["| " + " | ".join(_README_COLUMNS) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(_README_COLUMNS))) + "|"]
+    real = _has_real(recs)
+    columns = _columns(real, _README_COLUMNS)
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
     for r in recs:
         if r.get("status") != "ok":
             continue
@@ -100,7 +122,7 @@ def readme_table(recs: Sequence[dict[str, Any]]) -> str:
         ppl = r.get("ppl_after")
         lines.append("| " + " | ".join([
             figures.label(r), r["structure"], _num(r["target_size"], "g"),
-            _num(r.get("achieved_size"), ".4f"), str(r.get("shots")),
+            _num(r.get("achieved_size"), ".4f"), *(_real_cells(r) if real else []), str(r.get("shots")),
             _num(ppl, ".2f" if ppl is None or ppl < 1e4 else ".3g"),
             _num(seconds.get("total"), ".0f"), _num(seconds.get("passes"), ".0f"),
             _num(seconds.get("solver"), ".0f"),
@@ -234,6 +256,9 @@ def profile_figures(profile: str, recs: Sequence[dict[str, Any]], folder: Path) 
                                            title=f"{profile}: perplexity against target size"),
         "sparsity": figures.sparsity(recs, folder / f"{profile}-sparsity.png",
                                      title=f"{profile}: where surgeon removes weights"),
+        "ppl vs real size": figures.ppl_vs_real_size(
+            recs, folder / f"{profile}-ppl-vs-real-size.png",
+            title=f"{profile}: perplexity against real (compact-export) size"),
         "ppl per shot": figures.ppl_per_shot(recs, folder / f"{profile}-ppl-per-shot.png",
                                              title=f"{profile}: perplexity per shot"),
     }

@@ -11,16 +11,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+import traceback
 from collections.abc import Sequence
 
 from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, UnsupportedArchitectureError
 
 #: Subcommand modules under ``llm_surgeon.cli``, in the order ``--help`` lists them.
-COMMANDS: tuple[str, ...] = ("eval", "prune", "plan", "plugins", "compare", "curvature", "curvature_figure")
+COMMANDS: tuple[str, ...] = (
+    "quickstart", "eval", "prune", "plan", "export", "plugins", "compare", "curvature", "curvature_figure",
+)
 
 #: Exit codes.
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN = 0, 1, 2, 3
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE, EXIT_PLUGIN, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _version() -> str:
@@ -40,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="print only the final summary (errors still go to stderr); implies --no-progress")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for name in COMMANDS:
@@ -52,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _setup_logging(verbose: int, quiet: bool) -> None:
     from llm_surgeon.dist import rank_from_env, rank_label
 
-    level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     if rank_from_env() > 0 and verbose < 2:
         level = max(level, logging.WARNING)  # in a distributed job rank 0 logs progress
     label = rank_label()
@@ -60,12 +65,35 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     logging.getLogger("llm_surgeon").setLevel(level)
     if verbose < 2:
         # transformers and friends are chatty at INFO.
-        for name in ("transformers", "datasets", "huggingface_hub", "urllib3", "filelock"):
+        for name in ("transformers", "datasets", "huggingface_hub", "urllib3", "filelock", "lm-eval",
+                     "lm_eval"):
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
+    if quiet:
+        import warnings
+
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # read by transformers at import
+
+
+def _notes(exc: BaseException) -> str:
+    """The notes the runner added to ``exc`` (what was kept, how to resume), as ``; ...``."""
+    return "".join(f"; {note}" for note in getattr(exc, "__notes__", ()))
+
+
+def _unexpected(exc: Exception, verbose: int) -> str:
+    """One line for an exception llm-surgeon did not raise on purpose (plugin named)."""
+    from llm_surgeon.registry.blame import describe
+    from llm_surgeon.registry.registry import loaded_registry
+
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    hint = "" if verbose else " (-v shows the traceback)"
+    return describe(exc, loaded_registry()) + _notes(exc) + hint
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 failure, 2 bad input, 3 plugin error).
+    """Run the command line; returns the exit code (0 ok, 1 failure, 2 bad input, 3 plugin
+    error, 130 interrupted).
 
     Under torchrun every rank runs it; messages name the rank (``rank 1/2``), and a rank
     that fails exits non-zero, upon which torchrun ends the others.
@@ -79,26 +107,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     from llm_surgeon.dist import rank_label
 
     label = rank_label()  # "rank R/N " in a torchrun job
+    if args.quiet and hasattr(args, "no_progress"):
+        args.no_progress = True
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UnsupportedArchitectureError) as exc:
-        return _fail(exc, f"llm-surgeon: {label}error: {exc}", EXIT_USAGE)
+        return _fail(exc, f"llm-surgeon: {label}error: {exc}{_notes(exc)}", EXIT_USAGE)
     except PluginError as exc:
-        return _fail(exc, f"llm-surgeon: {label}plugin error: {exc}", EXIT_PLUGIN)
+        return _fail(exc, f"llm-surgeon: {label}plugin error: {exc}{_notes(exc)}", EXIT_PLUGIN)
     except SurgeonError as exc:
-        return _fail(exc, f"llm-surgeon: {label}{type(exc).__name__}: {exc}", EXIT_FAILURE)
-    except KeyboardInterrupt:
-        print(f"llm-surgeon: {label}interrupted", file=sys.stderr)
-        return 130
+        return _fail(exc, f"llm-surgeon: {label}{type(exc).__name__}: {exc}{_notes(exc)}", EXIT_FAILURE)
+    except KeyboardInterrupt as exc:
+        print(f"llm-surgeon: {label}interrupted{_notes(exc)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as exc:
+        return _fail(exc, f"llm-surgeon: {label}error: {exc}{_notes(exc)}", EXIT_FAILURE)
     except Exception as exc:
         if not label:
-            raise  # one process: the traceback is the report
-        import traceback
-
+            print(f"llm-surgeon: {_unexpected(exc, args.verbose)}", file=sys.stderr)
+            return EXIT_FAILURE
         from llm_surgeon.dist import describe
 
-        traceback.print_exc()
-        return _fail(exc, f"llm-surgeon: {label}failed: {describe(exc)}", EXIT_FAILURE)
+        traceback.print_exc()  # a rank's traceback: the others' messages may only say it was lost
+        return _fail(exc, f"llm-surgeon: {label}failed: {describe(exc)}{_notes(exc)}", EXIT_FAILURE)
 
 
 def _fail(exc: BaseException, message: str, code: int) -> int:

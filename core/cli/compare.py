@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from llm_surgeon.cli.options import add_data_arguments, comma_list, parse_options
+from llm_surgeon.cli.options import add_bos_argument, add_data_arguments, comma_list, parse_options
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.pruning.nm import parse_nm
 from llm_surgeon.run.comparison import render_markdown, summarize, write_comparison
@@ -52,6 +52,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="an option for one method, e.g. sparsegpt:blocksize=64")
     d = p.add_argument_group("data")
     add_data_arguments(d)
+    add_bos_argument(d)
     d.add_argument("--calib-split", help="calibration split (default: train, else validation)")
     d.add_argument("--eval-split", help="evaluation split (default: test)")
     d.add_argument("--nsamples", type=int, help="calibration windows (default: 32)")
@@ -121,6 +122,8 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
             section["seqlen"] = args.seqlen
         if args.batch_size is not None:
             section["batch_size"] = args.batch_size
+        if args.bos is not None:
+            section["bos"] = args.bos
     if args.eval_windows is not None:
         ev["windows"] = args.eval_windows
     base["calibration"], base["evaluation"] = cal, ev
@@ -219,6 +222,9 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
                     row["peak_gpu_mb"] = outcome["report"]["peak_gpu_mb"]
                 if result["dense_ppl"] is None:
                     result["dense_ppl"] = row["ppl_before"]
+                    result["data_sources"] = {
+                        section: outcome["report"].get(section, {}).get("source")
+                        for section in ("calibration", "evaluation")}
             else:
                 row.update(status="failed", shots=config.shots, error=outcome["error"])
         result["runs"].append(row)

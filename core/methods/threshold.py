@@ -49,6 +49,7 @@ class ThresholdMethod(Method):
         selections = steps.select(session, candidates, target_size)
         del candidates
         shot_log.predicted_cost = steps.remove(session, scopes, solvers, selections, owners)
+        steps.free_dead(session, shot_log)  # on every rank, after the owners' broadcast
         shot_log.seconds["solver"] = time.perf_counter() - start
         rss["solver"] = peak_rss_mb()
         steps.log_escalations(solvers, shot_log)

@@ -37,11 +37,15 @@ def render_markdown(result: dict[str, Any]) -> str:
         f"# Comparison on `{result['model']}`",
         "",
         f"Calibration: {s['calibration']['nsamples']} × {s['calibration']['seqlen']} tokens "
-        f"({s['calibration']['data']['split']}, seed {s['calibration']['seed']}); "
+        f"({s['calibration']['data'].get('dataset', 'wikitext2')} {s['calibration']['data']['split']}, "
+        f"seed {s['calibration']['seed']}); "
         f"evaluation: {s['evaluation']['windows'] or 'all'} windows of {s['evaluation']['seqlen']} "
         f"({s['evaluation']['data']['split']}); device {s['device']}, {s['dtype']}.",
         "",
         f"Dense perplexity: {_fmt(result.get('dense_ppl'), '.3f')}",
+        "",
+        *[f"{section.title()} data: {source}" for section, source in (result.get("data_sources") or {}).items()
+          if source],
         "",
         "| method | structure | target size | shots | achieved size | perplexity | pruning s | peak RSS MiB | status |",
         "|---|---|---:|---:|---:|---:|---:|---:|---|",

@@ -38,14 +38,21 @@ def model_files(source: ModelSource) -> list[Path]:
     return sorted([folder / "config.json", *folder.glob("*.safetensors")])
 
 
-def key(config: RunConfig, windows: Tensor) -> str | None:
-    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder."""
+def model_identity(spec: str) -> list[list] | None:
+    """``[path, size, mtime_ns]`` of each file of a local model; ``None`` for a hub model."""
     try:
-        source = resolve_model_path(config.model)
+        source = resolve_model_path(spec)
         if source.kind == "hub":
             return None
-        files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in model_files(source)]
+        return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in model_files(source)]
     except (OSError, ConfigError):
+        return None
+
+
+def key(config: RunConfig, windows: Tensor) -> str | None:
+    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder."""
+    files = model_identity(config.model)
+    if files is None:
         return None
     h = hashlib.sha256()
     h.update(json.dumps([files, config.dtype, config.device.split(":")[0]]).encode())

@@ -2,41 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from typing import Any
 
-import torch
-from torch import Tensor
-
 from llm_surgeon.methods.base import ShotLog
 from llm_surgeon.methods.session import PruningSession
-from llm_surgeon.model.state import ModuleState
+from llm_surgeon.model.state import mask_sha256
 from llm_surgeon.run.config import RunConfig, unstructure
 from llm_surgeon.run.validate import ResolvedRun
 from llm_surgeon.util.resources import library_versions, peak_rss_mb
 
 #: Version of the layout of ``report.json``.
 REPORT_VERSION = 1
-
-
-def _packed(bits: Tensor) -> Tensor:
-    """Bools ``(n,)`` packed eight to a byte, ``(ceil(n / 8),)`` uint8."""
-    padded = torch.zeros(-(-bits.numel() // 8) * 8, dtype=torch.uint8)
-    padded[: bits.numel()] = bits.to(torch.uint8)
-    weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
-    return (padded.view(-1, 8) * weights).sum(dim=1, dtype=torch.uint8)
-
-
-def mask_digest(states: Sequence[ModuleState]) -> str:
-    """SHA-256 of every module's mask, in model order (equal digests: identical masks)."""
-    digest = hashlib.sha256()
-    for state in states:
-        mask = state.mask.detach().cpu().contiguous()
-        digest.update(f"{state.pm.name}:{tuple(mask.shape)};".encode())
-        digest.update(bytes(_packed(mask.flatten()).untyped_storage()))
-    return digest.hexdigest()
 
 
 def module_table(session: PruningSession) -> list[dict[str, Any]]:
@@ -48,7 +26,7 @@ def module_table(session: PruningSession) -> list[dict[str, Any]]:
             "role": s.pm.role,
             "shape": list(s.pm.shape),
             "parameters": s.pm.numel,
-            "remaining": int(s.pm.module.weight.count_nonzero()),
+            "remaining": int(s.pm.weight.count_nonzero()),
         }
         for s in session.states
     ]
@@ -66,8 +44,11 @@ def build_report(
     totals: dict[str, float],
     started: float,
     final_lora: dict[str, Any] | None,
+    evaluation_info: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of a finished run (``seconds_total`` and ``peak_rss_mb`` as of now)."""
+    # Parameters of the whole model, tied weights counted once (``parameters()`` dedups).
+    model_parameters = sum(p.numel() for p in session.model.parameters())
     return {
         "report_version": REPORT_VERSION,
         "model": config.model,
@@ -79,13 +60,17 @@ def build_report(
         "target_size": config.target_size,
         "achieved_size": session.nonzero_size(),
         "mask_size": session.size(),
-        "mask_sha256": mask_digest(session.states),
+        "real_size": session.real_size(),
+        "real_parameters": session.real_parameters(),
+        "mask_sha256": mask_sha256(session.states),
         "prunable_parameters": session.total_weights(),
+        "model_parameters": model_parameters,
+        "prunable_fraction": session.total_weights() / model_parameters,
         "shots": config.shots,
         "schedule": config.schedule,
         "seed": config.seed,
         "calibration": {**unstructure(config.calibration), **calibration_info},
-        "evaluation": unstructure(config.evaluation),
+        "evaluation": {**unstructure(config.evaluation), **(evaluation_info or {})},
         "ppl_before": ppl_before,
         "ppl_after": ppl_after,
         "shot_log": [unstructure(s) for s in shot_logs],

@@ -8,14 +8,20 @@
                              target_size=0.8, shots=5, out="out/surgeon-rowcol-0.8"))
     print(report["ppl_before"], report["ppl_after"])
 
+With ``out``, every completed shot is checkpointed in the output's work folder
+(:mod:`llm_surgeon.run.output`), and ``prune(config, resume=True)`` continues an
+interrupted run after its last checkpoint, with a bit-identical result.
+
 Under ``torchrun`` the same call is one data-parallel job over all ranks
 (:mod:`llm_surgeon.dist`): calibration and evaluation windows are split across them,
-every rank returns the same report, and only rank 0 writes ``config.out``.
+every rank returns the same report, and only rank 0 writes ``config.out`` (and its
+checkpoints); resuming is refused there (resume in one process).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -27,53 +33,89 @@ import torch
 from torch import Tensor, nn
 
 from llm_surgeon.data.perplexity import perplexity, perplexity_of, window_losses
+from llm_surgeon.data.tasks import accuracy_line, run_tasks
 from llm_surgeon.data.windows import calibration_windows, eval_windows
-from llm_surgeon.dist import Communicator, Traffic, current, distributed
-from llm_surgeon.errors import ConfigError
+from llm_surgeon.dist import Traffic, current, distributed, world_size_from_env
+from llm_surgeon.errors import ConfigError, OutputError
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.loop import lora_hook, run_shots
 from llm_surgeon.methods.lora.training import finetune
 from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
-from llm_surgeon.model.loading import load_model, save_model
-from llm_surgeon.model.state import ModuleState
+from llm_surgeon.model.loading import load_tokenizer, load_weights, save_model
+from llm_surgeon.model.state import ModuleState, mask_sha256
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.run import ppl_cache
-from llm_surgeon.run.config import RunConfig
-from llm_surgeon.run.report import build_report, mask_digest
+from llm_surgeon.run.config import CHECKPOINT_KEEP, RunConfig
+from llm_surgeon.run.output import RunOutput
+from llm_surgeon.run.ranks import check_distributed, my_share, start_output
+from llm_surgeon.run.report import build_report
 from llm_surgeon.run.validate import ResolvedRun, validate_run
-from llm_surgeon.util.io import atomic_output, check_output_folder, write_json
+from llm_surgeon.util.faults import fault_point
+from llm_surgeon.util.io import write_json
+from llm_surgeon.util.progress import no_progress_bars
 from llm_surgeon.util.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
 
 def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False,
-          model: nn.Module | None = None, tokenizer: Any = None,
-          calibration: Tensor | None = None) -> dict[str, Any]:
+          resume: bool = False, checkpoints: str = "all", model: nn.Module | None = None,
+          tokenizer: Any = None, calibration: Tensor | None = None) -> dict[str, Any]:
     """Run one pruning job described by ``config`` and return its report.
 
-    If ``config.out`` is set, the pruned model (Hugging Face format), ``run_config.json``
-    and ``report.json`` are written there atomically: a failed run leaves no folder.
+    If ``config.out`` is set, the pruned model (Hugging Face format: zeroed, compact or both,
+    see ``config.save``), ``run_config.json`` and ``report.json`` are written there
+    atomically: a failed run leaves no folder that looks complete, and any earlier output
+    is left as it was.
 
     Args:
         config: the run.
         progress: show progress bars (rank 0 only in a distributed job).
-        overwrite: replace a non-empty ``config.out``.
+        overwrite: replace a non-empty ``config.out`` (and discard an interrupted run of it).
+        resume: continue the interrupted run of ``config.out`` after its last checkpoint;
+            ``config`` must be the one it was started with (not under torchrun).
+        checkpoints: with ``config.out``, checkpoint every shot (``all``), keep only the
+            last checkpoint (``last``), or write none (``off``); rank 0 writes them.
         model: prune this in-memory causal LM instead of loading ``config.model`` (which
             is then only its name in the report); it is pruned in place.
         tokenizer: ``model``'s tokenizer, for text calibration and evaluation.
         calibration: token ids ``(nsamples, seqlen)`` to calibrate on instead of windows
             of ``config.calibration.data``.
+
+    Raises:
+        ConfigError: invalid input, found before any weights are loaded.
     """
+    if checkpoints not in CHECKPOINT_KEEP:
+        raise ConfigError(f"checkpoints must be one of {', '.join(CHECKPOINT_KEEP)}, got {checkpoints!r}")
+    if resume and not config.out:
+        raise ConfigError("resuming needs the output folder of the interrupted run (out)")
+    if resume and world_size_from_env() > 1:
+        raise ConfigError("resuming is not supported under torchrun: resume the run in one process "
+                          "(llm-surgeon prune --resume OUT), or start it again")
     resolved = validate_run(config, check_model=model is None)
-    if config.out:
-        check_output_folder(config.out, overwrite=overwrite)  # fail now, not after hours of work
     started = time.perf_counter()
-    with distributed(config.device) as comm, torch_settings(config.seed):
-        check_distributed(config, comm, calibration)
-        inputs = _Inputs(model, tokenizer, calibration)
-        return _run(config, resolved, inputs, progress and comm.is_main, overwrite, started)
+    with distributed(config.device) as comm:
+        check_distributed(config, comm, calibration, resolved.create_structure())
+        output = start_output(config, comm, resume=resume, overwrite=overwrite, keep=checkpoints)
+        done = None
+        if output is not None and output.partial.saved:  # killed after the output was complete, before its rename
+            output.commit()
+            done = json.loads((Path(config.out) / "report.json").read_text(encoding="utf-8"))
+        done = comm.broadcast_object(done)
+        if done is not None:
+            return done
+        progress = progress and comm.is_main
+        try:
+            with torch_settings(config.seed), no_progress_bars(not progress):
+                return _run(config, resolved, _Inputs(model, tokenizer, calibration), progress, started, output)
+        except BaseException as exc:
+            kept = output.failed() if output is not None else None
+            if kept is not None and hasattr(exc, "add_note"):  # Python >= 3.11
+                exc.add_note(kept)
+            elif kept is not None:
+                log.warning("%s", kept)
+            raise
 
 
 @attrs.frozen
@@ -83,19 +125,6 @@ class _Inputs:
     model: nn.Module | None
     tokenizer: Any
     calibration: Tensor | None
-
-
-def check_distributed(config: RunConfig, comm: Communicator, calibration: Tensor | None = None) -> None:
-    """What a distributed run cannot do, refused before any weights load."""
-    if not comm.distributed:
-        return
-    if config.lora.enabled:
-        raise ConfigError("LoRA fine-tuning is not supported in distributed runs yet; "
-                          "run it in one process")
-    nsamples = len(calibration) if calibration is not None else config.calibration.nsamples
-    if nsamples < comm.size:
-        raise ConfigError(f"{nsamples} calibration windows cannot be split over {comm.size} ranks; "
-                          f"give at least --nsamples {comm.size}")
 
 
 @contextlib.contextmanager
@@ -178,49 +207,101 @@ class _Evaluation:
 
 
 def _log_shot(session: PruningSession, shot_log: ShotLog) -> None:
-    shot_log.info["mask_sha256"] = mask_digest(session.states)
+    shot_log.info["mask_sha256"] = mask_sha256(session.states)
     log.info("shot %d/%d: target %.4f achieved %.4f", shot_log.shot, session.config.shots,
              shot_log.target, shot_log.achieved)
 
 
-def _load(config: RunConfig, inputs: _Inputs) -> tuple[nn.Module, Any]:
-    """The model and tokenizer, loaded unless the caller gave them."""
-    if inputs.model is not None:
-        if inputs.tokenizer is None and (config.evaluation.enabled or inputs.calibration is None):
+def _inputs(config: RunConfig, given: _Inputs, output: RunOutput | None
+            ) -> tuple[Any, Tensor, dict, Tensor | None, dict]:
+    """Tokenizer, calibration windows (and their info), evaluation windows (and their info).
+
+    All before any weights are loaded, so that data too short for the run fails at once.
+    The calibration windows are all of them (every rank has them; see :func:`_my_share`).
+    """
+    if given.model is not None:
+        tokenizer = given.tokenizer
+        if tokenizer is None and (config.evaluation.enabled or given.calibration is None):
             raise ConfigError("an in-memory model without a tokenizer needs calibration token ids "
                               "and evaluation switched off")
-        return inputs.model.to(config.device).eval(), inputs.tokenizer
-    return load_model(config.model, dtype=config.dtype, device=config.device,
-                      trust_remote_code=config.trust_remote_code)
-
-
-def _calibration(config: RunConfig, tokenizer: Any, given: Tensor | None) -> tuple[Tensor, dict[str, Any]]:
-    """This rank's calibration windows (all of them in a single process) and their info."""
-    if given is not None:
-        calibration, info = given, {"source": "token ids given by the caller", "nsamples": len(given),
-                                    "seqlen": given.shape[1]}
     else:
-        calibration, info = calibration_windows(tokenizer, config.calibration)
-    if info.get("note"):
-        log.warning("%s", info["note"])
-    comm = current()
-    if comm.distributed:
-        info["windows_per_rank"] = comm.gather_objects(len(comm.shard(calibration)))
-    return comm.shard(calibration), info
+        tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    if given.calibration is not None:
+        calibration = given.calibration
+        calibration_info = {"source": "token ids given by the caller", "nsamples": len(calibration),
+                            "seqlen": calibration.shape[1]}
+    else:
+        calibration, calibration_info = calibration_windows(tokenizer, config.calibration)
+    if calibration_info.get("note"):
+        log.warning("%s", calibration_info["note"])
+    evaluation_info: dict[str, Any] = {}
+    windows = eval_windows(tokenizer, config.evaluation, evaluation_info) if config.evaluation.enabled else None
+    if output is not None:
+        output.check_inputs(calibration)
+    return tokenizer, calibration, calibration_info, windows, evaluation_info
 
 
-def _run(config: RunConfig, resolved: ResolvedRun, inputs: _Inputs, progress: bool, overwrite: bool,
-         started: float) -> dict:
-    model, tokenizer = _load(config, inputs)
+def _load(config: RunConfig, given: _Inputs) -> nn.Module:
+    """The model, loaded unless the caller gave it."""
+    if given.model is not None:
+        return given.model.to(config.device).eval()
+    return load_weights(config.model, dtype=config.dtype, device=config.device,
+                        trust_remote_code=config.trust_remote_code)
+
+
+def _shots(method: Method, session: PruningSession, evaluate: _Evaluation,
+           output: RunOutput | None) -> list[ShotLog]:
+    """Every shot's log: restored from the checkpoint of a resumed run, then run.
+
+    In a distributed job only rank 0 has an ``output``, so only it writes checkpoints.
+    """
+    logs: list[ShotLog] = []
+    checkpoint = output.checkpoint if output is not None else None
+    if checkpoint is not None:
+        logs = checkpoint.restore(session)
+    hooks = [lora_hook, evaluate.every_shot, _log_shot]
+    writer = output.hook(logs) if output is not None else None
+    if writer is not None:
+        hooks.append(writer)
+    first = checkpoint.shot + 1 if checkpoint is not None else 1
+    return logs + run_shots(method, session, hooks=hooks, first_shot=first)
+
+
+def _save(output: RunOutput, model: nn.Module, tokenizer: Any, config: RunConfig,
+          report: dict[str, Any], started: float) -> None:
+    """Write the output into the work folder, then rename it to ``config.out``."""
+    folder = output.start_output()
+    try:
+        if config.save_model:
+            _save_model(config, model, tokenizer, Path(folder), report)
+        fault_point("final-save")
+        write_json(folder / "run_config.json", config.to_dict())
+        report["seconds_total"] = time.perf_counter() - started
+        report["peak_rss_mb"] = peak_rss_mb()
+        write_json(folder / "report.json", report)
+    except OSError as exc:
+        raise OutputError(f"could not write the output {config.out!r}: {exc}; "
+                          "any earlier output there is unchanged") from exc
+    output.commit()
+
+
+def _run(config: RunConfig, resolved: ResolvedRun, given: _Inputs, progress: bool, started: float,
+         output: RunOutput | None) -> dict:
+    tokenizer, calibration, calibration_info, windows, evaluation_info = _inputs(config, given, output)
+    calibration = my_share(calibration, calibration_info)
+    model = _load(config, given)
     totals: dict[str, float] = {"load": time.perf_counter() - started}
     rss_after_load = peak_rss_mb()  # RSS high-water mark; shots record their own
-    calibration, calibration_info = _calibration(config, tokenizer, inputs.calibration)
-    windows = eval_windows(tokenizer, config.evaluation) if config.evaluation.enabled else None
     evaluate = _Evaluation(config, windows, progress, totals)
-    ppl_before = evaluate.dense(model)
+    if output is not None and "ppl_before" in output.info:
+        ppl_before = output.info["ppl_before"]  # measured before the interruption
+    else:
+        ppl_before = evaluate.dense(model)
+        if output is not None:
+            output.record(ppl_before=ppl_before)
 
     method, session = build_session(config, resolved, model, calibration, progress)
-    shot_logs = run_shots(method, session, hooks=[lora_hook, evaluate.every_shot, _log_shot])
+    shot_logs = _shots(method, session, evaluate, output)
     for shot_log in shot_logs:
         for phase, secs in shot_log.seconds.items():
             if phase != "total":
@@ -239,8 +320,12 @@ def _run(config: RunConfig, resolved: ResolvedRun, inputs: _Inputs, progress: bo
 
     report = build_report(config, resolved, session, shot_logs, calibration_info=calibration_info,
                           ppl_before=ppl_before, ppl_after=ppl_after, totals=totals, started=started,
-                          final_lora=final_lora)
+                          final_lora=final_lora, evaluation_info=evaluation_info)
     report["peak_rss_mb_after"] = {"load": rss_after_load}
+    if config.downstream.tasks:
+        report["downstream"] = run_tasks(model, tokenizer, config.downstream)
+        totals["downstream"] = report["downstream"]["seconds"]
+        log.info("downstream after pruning: %s", accuracy_line(report["downstream"]))
     comm = current()
     if comm.distributed:
         report["distributed"] = {
@@ -248,12 +333,23 @@ def _run(config: RunConfig, resolved: ResolvedRun, inputs: _Inputs, progress: bo
             "communication": comm.traffic.since(Traffic()),
             "peak_rss_mb_per_rank": comm.gather_objects(peak_rss_mb()),
         }
-    if config.out and comm.is_main:
-        with atomic_output(config.out, overwrite=overwrite) as folder:
-            if config.save_model:
-                save_model(model, tokenizer, folder)
-            write_json(Path(folder) / "run_config.json", config.to_dict())
-            report["seconds_total"] = time.perf_counter() - started
-            report["peak_rss_mb"] = peak_rss_mb()
-            write_json(Path(folder) / "report.json", report)
+    if output is not None:
+        report["resumed_after"] = output.info.get("resumed_after", [])
+        _save(output, model, tokenizer, config, report, started)
+    elif config.out and comm.distributed:
+        report["resumed_after"] = []  # what rank 0 writes (resuming is refused under torchrun)
     return report
+
+
+def _save_model(config: RunConfig, model: nn.Module, tokenizer: Any, folder: Path, report: dict) -> None:
+    """Write the pruned model as ``config.save`` says; a compact plan goes into the report."""
+    if config.save in ("zeroed", "both"):
+        save_model(model, tokenizer, folder)
+    if config.save in ("compact", "both"):
+        from llm_surgeon.export import save_compact  # transformers' model classes: import on use
+
+        target = folder / "compact" if config.save == "both" else folder
+        plan = save_compact(model, tokenizer, target, source={"model": config.model, "method": config.method,
+                                                            "structure": config.structure})
+        report["compact"] = {k: v for k, v in plan.to_dict().items() if k != "layers"}
+        report["compact"]["folder"] = str(target.relative_to(folder)) if target != folder else "."

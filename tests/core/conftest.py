@@ -85,25 +85,11 @@ def fake_registry(monkeypatch):
 
 
 @pytest.fixture
-def no_model_loading(monkeypatch):
-    """Fail the test if any weights are loaded or the runner starts."""
-    from llm_surgeon.model import loading as models
-
-    def fail(*args, **kwargs):
-        raise AssertionError("model weights were loaded")
-
-    monkeypatch.setattr(models, "load_model", fail)
-    runner = types.ModuleType("llm_surgeon.run.runner")
-    runner.prune = fail
-    monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
-
-
-@pytest.fixture
 def fake_runner(monkeypatch):
     """A stand-in ``llm_surgeon.run.runner`` recording the configs it is given."""
     calls = []
 
-    def prune(config, *, progress=True, overwrite=False):
+    def prune(config, *, progress=True, overwrite=False, **kwargs):
         calls.append((config, progress))
         return {"model": config.model, "method": config.method, "curvature": config.curvature,
                 "structure": config.structure, "target_size": config.target_size,

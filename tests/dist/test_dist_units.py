@@ -191,3 +191,47 @@ def test_compare_under_torchrun_is_refused(monkeypatch, capsys):
     monkeypatch.setenv("RANK", "1")
     assert cli.main(["compare", "smollm2-135m", "--methods", "magnitude", "--out", "unused"]) == 2
     assert "llm-surgeon: rank 1/2 error: compare runs" in capsys.readouterr().err
+
+
+def test_resume_under_torchrun_is_refused_before_anything_starts(monkeypatch, tmp_path):
+    from llm_surgeon.run.config import RunConfig
+    from llm_surgeon.run.runner import prune
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    config = RunConfig(model="tiny-llama", out=str(tmp_path / "out"))
+    with pytest.raises(ConfigError, match="resuming is not supported under torchrun"):
+        prune(config, resume=True)
+    assert not (tmp_path / "out").exists()
+
+
+def test_what_distributed_runs_cannot_do_is_refused():
+    import attrs
+
+    from llm_surgeon.run.config import RunConfig
+    from llm_surgeon.run.ranks import check_distributed
+
+    two = Communicator(0, 2)
+    config = RunConfig(model="tiny-llama")
+    check_distributed(config, two)  # nothing to refuse
+    check_distributed(attrs.evolve(config, lora=attrs.evolve(config.lora, enabled=True)), Communicator())
+    with pytest.raises(ConfigError, match="LoRA"):
+        check_distributed(attrs.evolve(config, lora=attrs.evolve(config.lora, enabled=True)), two)
+    tasks = attrs.evolve(config, downstream=attrs.evolve(config.downstream, tasks=["arc_easy"]))
+    with pytest.raises(ConfigError, match="downstream tasks"):
+        check_distributed(tasks, two)
+    with pytest.raises(ConfigError, match="cannot be split over 2 ranks"):
+        check_distributed(config, two, calibration=torch.zeros(1, 4, dtype=torch.long))
+
+
+def test_structures_that_cannot_predict_other_ranks_masks_are_refused():
+    from llm_surgeon.plugins.structures.dims import DimsStructure
+    from llm_surgeon.plugins.structures.row_col import RowColStructure
+    from llm_surgeon.run.config import RunConfig
+    from llm_surgeon.run.ranks import check_distributed
+
+    two = Communicator(0, 2)
+    check_distributed(RunConfig(model="tiny-llama", structure="row-col"), two, structure=RowColStructure())
+    check_distributed(RunConfig(model="tiny-llama", structure="dims"), Communicator(), structure=DimsStructure())
+    with pytest.raises(ConfigError, match="structure 'dims' is not supported in distributed runs"):
+        check_distributed(RunConfig(model="tiny-llama", structure="dims"), two, structure=DimsStructure())

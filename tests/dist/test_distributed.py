@@ -86,6 +86,20 @@ def test_two_ranks_match_one_process(job, case):
     assert "distributed" not in single["report"]
 
 
+def test_shared_input_moments_travel_once(job):
+    # K-FAC in float64: q/k/v and gate/up share one input moment, reduced once; each sum
+    # travels whole at these sizes (one block of rows), after one int64 token count and
+    # one int64 flag per module and moment (which sums the ranks share).
+    report = _load(job / "llama-surgeon-rowcol.rank0.pt")["report"]
+    shared = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate-up", "up": "gate-up"}
+    inputs = {(m["layer"], shared.get(m["role"], m["role"])): m["shape"][1] for m in report["modules"]}
+    elements = sum(d * d for d in inputs.values()) + sum(m["shape"][0] ** 2 for m in report["modules"])
+    expected = 8 * elements + 8 + 8 * 2 * len(report["modules"])
+    for shot in report["shot_log"]:
+        assert shot["info"]["communication"]["mb"]["statistics"] * 2**20 == expected
+        assert shot["info"]["communication"]["calls"]["statistics"] == 2 + len(inputs) + len(report["modules"])
+
+
 def test_collectives(job):
     results = [_load(job / f"collectives.rank{r}.pt") for r in range(2)]
     expected = [dist_job.collectives(r) for r in range(2)]  # one process: the identity
