@@ -21,6 +21,9 @@ Profiles (``python -m bench list`` prints them):
   listed in the order of their value (the order they are run in).
 * ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
   structured pruning, the full test set) for any Hugging Face causal LM (``--model``).
+* ``scale``: a random Llama with Llama-2-7B's widths and 2 layers, random tokens, one
+  shot of surgeon row-col and element: seconds per layer and peak memory at 7B widths
+  (``bench/configs/``, :mod:`bench.simulate`).
 """
 
 from __future__ import annotations
@@ -54,11 +57,16 @@ class Profile:
 
 @attrs.frozen
 class BenchRun:
-    """One run of a profile: its id and the full ``RunConfig`` dictionary."""
+    """One run of a profile: its id and the full ``RunConfig`` dictionary.
+
+    ``simulate``: prune a randomly initialised model of ``config["model"]``'s configuration
+    on random tokens (:mod:`bench.simulate`) instead of the model's weights and text.
+    """
 
     profile: str
     id: str
     config: dict[str, Any]
+    simulate: bool = False
 
 
 def _data(split: str) -> dict[str, Any]:
@@ -279,8 +287,30 @@ def _paper() -> Profile:
     )
 
 
+#: The ``scale`` profile's model: Llama-2-7B's widths, 2 of its 32 layers (a config only).
+SCALE_MODEL = "bench/configs/llama2-7b-2layers"
+
+
+def _scale() -> Profile:
+    base = _base(nsamples=4, cal_seqlen=512, windows=None)
+    base["model"] = SCALE_MODEL
+    base["evaluation"]["enabled"] = False  # random weights: no perplexity
+    # One shot each, the first of the cpu profile's 5-shot schedules to 0.8 and 0.5.
+    runs = (
+        {**_run("surgeon", "row-col", 0.96), "id": "surgeon-rowcol-shot1", "simulate": True},
+        {**_run("surgeon", "element", 0.9), "id": "surgeon-element-shot1", "simulate": True},
+    )
+    return Profile(
+        name="scale",
+        description="random Llama with Llama-2-7B widths, 2 layers, 4 x 512 random tokens: one shot of "
+                    "surgeon row-col and element, seconds per layer and peak RSS (about 1 h on 2 cores)",
+        base=base,
+        runs=runs,
+    )
+
+
 _BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "gemma3": _gemma3,
-             "dims": _dims, "ablations": _ablations, "paper": _paper}
+             "dims": _dims, "ablations": _ablations, "paper": _paper, "scale": _scale}
 
 
 def names() -> list[str]:
@@ -323,7 +353,7 @@ def expand(profile: Profile, *, model: str | None = None, data_dir: str | None =
     """
     runs = []
     for entry in profile.runs:
-        override = {k: v for k, v in entry.items() if k != "id"}
+        override = {k: v for k, v in entry.items() if k not in ("id", "simulate")}
         config = merge(profile.base, override)
         if model is not None:
             config["model"] = model
@@ -333,5 +363,6 @@ def expand(profile: Profile, *, model: str | None = None, data_dir: str | None =
             for section in ("calibration", "evaluation"):
                 config = merge(config, {section: {"data": {"data_dir": data_dir}}})
         config["out"] = None
-        runs.append(BenchRun(profile=profile.name, id=entry["id"], config=config))
+        runs.append(BenchRun(profile=profile.name, id=entry["id"], config=config,
+                             simulate=bool(entry.get("simulate", False))))
     return runs

@@ -70,13 +70,15 @@ def _strip_locations(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-def run_key(profile: str, run_id: str, config: dict[str, Any]) -> str:
+def run_key(profile: str, run_id: str, config: dict[str, Any], *, simulate: bool = False) -> str:
     """Hash of what a run computes: profile, run id and settings (not data/output folders).
 
     ``config`` should be the full dictionary of ``RunConfig.to_dict()`` so that defaults
-    are part of the key.
+    are part of the key; ``simulate`` marks runs on random weights (:mod:`bench.simulate`).
     """
-    payload = {"profile": profile, "run_id": run_id, "config": _strip_locations(config)}
+    payload: dict[str, Any] = {"profile": profile, "run_id": run_id, "config": _strip_locations(config)}
+    if simulate:
+        payload["simulate"] = True
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -133,6 +135,7 @@ def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
             "peak_rss_mb_after": info.get("peak_rss_mb_after"),
             "real_size": info.get("real_size"),
             "dead_freed": info.get("dead_freed"),
+            "communication": info.get("communication"),
         })
     return shots
 
@@ -180,6 +183,7 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
     evaluation = report.get("evaluation") or {}
     return _common(run, key, started_at, {
         "status": "ok",
+        "simulated": bool(report.get("simulated")),
         "curvature": report.get("curvature"),
         "update": report.get("update"),
         "damping": report.get("damping"),
@@ -203,6 +207,7 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
         "curvature_mb": max(curvature_mb) if curvature_mb else None,
         "prunable_parameters": report.get("prunable_parameters"),
         "shot_log": shots,
+        "distributed": report.get("distributed"),
         "modules": _modules(report),
         "versions": report.get("versions") or {},
         "git": provenance.get("git"),

@@ -91,7 +91,7 @@ def normalise(run: BenchRun) -> BenchRun:
     from llm_surgeon.run.config import RunConfig
 
     config = RunConfig.from_dict(run.config).to_dict()
-    return BenchRun(profile=run.profile, id=run.id, config=config)
+    return BenchRun(profile=run.profile, id=run.id, config=config, simulate=run.simulate)
 
 
 def _validate(run: BenchRun) -> None:
@@ -115,7 +115,7 @@ def plan(runs: Sequence[BenchRun], results_dir: Path, *, force: bool = False,
                 _validate(run)
         except Exception as exc:  # a bad run is recorded as failed, the others still run
             error = f"{type(exc).__name__}: {exc}"
-        key = records.run_key(run.profile, run.id, run.config)
+        key = records.run_key(run.profile, run.id, run.config, simulate=run.simulate)
         planned.append(PlannedRun(run, key, skip=(key in done and not force), error=error))
     return planned
 
@@ -124,7 +124,8 @@ def _run_isolated(run: BenchRun, options: RunOptions) -> dict[str, Any]:
     """Run ``run`` in a worker process; returns the report or ``{"error", "traceback"}``."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         config_path, report_path = Path(tmp) / "config.json", Path(tmp) / "report.json"
-        config_path.write_text(json.dumps({"config": run.config, "progress": options.progress}))
+        config_path.write_text(json.dumps({"config": run.config, "progress": options.progress,
+                                           "simulate": run.simulate}))
         cmd = [sys.executable, "-m", "bench.worker", str(config_path), str(report_path)]
         try:
             proc = subprocess.run(cmd, cwd=provenance.REPO_ROOT, timeout=options.timeout, check=False)
@@ -140,7 +141,9 @@ def _run_isolated(run: BenchRun, options: RunOptions) -> dict[str, Any]:
 
 
 def _run_in_process(run: BenchRun, options: RunOptions, prune_fn: PruneFn | None) -> dict[str, Any]:
-    if prune_fn is None:
+    if prune_fn is None and run.simulate:
+        from bench.simulate import prune_random as prune_fn
+    elif prune_fn is None:
         from llm_surgeon.run.runner import prune as prune_fn
     from llm_surgeon.run.config import RunConfig
 

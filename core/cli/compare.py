@@ -277,6 +277,11 @@ def _domains(args: argparse.Namespace, out: Path, result: dict[str, Any], first:
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; exit code 1 if any combination failed."""
+    from llm_surgeon.dist import world_size_from_env
+
+    if world_size_from_env() > 1:
+        raise ConfigError("compare runs its combinations in separate processes of its own; under "
+                          "torchrun, run each one with `llm-surgeon prune`")
     result = compare(args)
     print(render_markdown(result))
     if "domains" in result:

@@ -119,6 +119,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r = p.add_argument_group("run")
     r.add_argument("--device", help="cpu (default), cuda, cuda:1...")
     r.add_argument("--dtype", help="model dtype while pruning (default: float32)")
+    r.add_argument("--curvature-device", metavar="DEVICE",
+                   help="where curvature statistics, factors and their inverses live (default: the "
+                        "model's device; e.g. cpu to keep them in host memory while the model is on cuda)")
+    r.add_argument("--curvature-dtype", choices=["float32", "float64"],
+                   help="precision of the curvature statistics and factors (default: float32; "
+                        "factorisations always run in float64)")
     r.add_argument("--out", metavar="DIR", help="output folder (written atomically)")
     r.add_argument("--overwrite", action="store_true", default=None,
                    help="replace a non-empty --out and discard an interrupted run of it")
@@ -156,7 +162,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     o: dict[str, Any] = {}
     _set(o, "model", args.model)
     for name in ("method", "curvature", "structure", "shots", "schedule", "damping_g", "damping_a",
-                 "update", "device", "dtype", "out", "seed"):
+                 "update", "device", "dtype", "curvature_device", "out", "seed"):
         _set(o, name, getattr(args, name))
     _set(o, "target_size", args.target_size)
     if args.sparsity is not None:
@@ -169,6 +175,8 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     _set(o, "save", args.save)
 
     curvature = {k: getattr(args, k) for k in CURVATURE_FLAGS if getattr(args, k) is not None}
+    if args.curvature_dtype is not None:
+        curvature["dtype"] = args.curvature_dtype
     curvature.update(parse_options(args.curvature_option, "--curvature-option"))
     structure = {k: getattr(args, k) for k in STRUCTURE_FLAGS if getattr(args, k) is not None}
     structure.update(parse_options(args.structure_option, "--structure-option"))
@@ -274,6 +282,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def run(args: argparse.Namespace) -> int:
     """Validate, prune, print perplexity before and after."""
+    from llm_surgeon.dist import rank_from_env
     from llm_surgeon.run.validate import validate_run
     from llm_surgeon.util.io import check_output_folder
 
@@ -281,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
     validate_run(config)
     overwrite = bool(args.overwrite)
     if config.out is None:
-        logger.warning("no --out given: nothing will be written")
+        if rank_from_env() == 0:
+            logger.warning("no --out given: nothing will be written")
     elif not args.resume:
         check_output_folder(config.out, overwrite=overwrite)
 
@@ -290,6 +300,8 @@ def run(args: argparse.Namespace) -> int:
     with _sigterm_as_interrupt():
         report = prune(config, progress=not args.no_progress, overwrite=overwrite,
                        resume=bool(args.resume), checkpoints=args.checkpoints)
+    if rank_from_env() != 0:
+        return 0  # in a torchrun job rank 0 prints the report
     if config.out:
         from llm_surgeon.analysis.run_figures import write_run_figures
 

@@ -2,7 +2,10 @@
 
 This is the plugin-facing API for curvature estimators: subclass
 :class:`CurvatureEstimator` (or :class:`MomentEstimator` for sums over tokens) and return
-:class:`KroneckerCurvature` / :class:`DiagonalCurvature` objects.
+:class:`KroneckerCurvature` / :class:`DiagonalCurvature` objects. In a distributed job an
+estimator with sums over tokens of its own all-reduces them through
+:func:`llm_surgeon.dist.current` (``current().all_reduce_(total)``,
+``current().sum(tokens)``); :func:`moment_means` does so for its moments.
 """
 
 from llm_surgeon.curvature.estimator import (

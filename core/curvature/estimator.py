@@ -23,6 +23,7 @@ from llm_surgeon.curvature.passes import PassOptions, PassStats, TokenObserver, 
 from llm_surgeon.curvature.symmetric import PackedUpper, gram_upper
 from llm_surgeon.curvature.tokens import ModuleTokens
 from llm_surgeon.curvature.types import Curvature
+from llm_surgeon.dist import current
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.model.adapters import PrunableModule
 from llm_surgeon.util.torch_util import model_device
@@ -192,11 +193,27 @@ class ModuleSums:
         else:
             total.add_((x.T @ y).to(self.device))
 
-    def pop_mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
-        """The sum of module ``index`` divided by ``count``, forgetting the sum.
+    def same_as_previous(self, index: int) -> bool:
+        """Whether the sum of module ``index`` is bitwise the one of ``index - 1`` (both
+        unstarted counts as equal): q/k/v and gate/up add the same shared input Gram."""
+        if index == 0:
+            return False
+        mine, other = self.sums[index], self.sums[index - 1]
+        if mine is None or other is None:
+            return mine is other
+        return (self.upper[index] == self.upper[index - 1] and mine.shape == other.shape
+                and torch.equal(mine, other))
+
+    def drop(self, index: int) -> None:
+        """Forget the sum of module ``index``."""
+        self.sums[index] = None
+        self._packed.pop(index, None)
+
+    def pop_sum(self, index: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """The sum of module ``index`` as a full matrix, forgetting it.
 
         Zeros of ``shape`` if nothing was added (a module the pass never reached). A
-        general sum's mean reuses its memory; a packed one is unpacked and mirrored.
+        general sum is returned as is; a packed one is unpacked and mirrored.
         """
         total, self.sums[index] = self.sums[index], None
         packed = self._packed.pop(index, None)
@@ -205,7 +222,11 @@ class ModuleSums:
         if packed is not None:
             del total
             total = packed.full()
-        return total.div_(max(count, 1))
+        return total
+
+    def pop_mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
+        """:meth:`pop_sum` divided (in place) by ``count``."""
+        return self.pop_sum(index, shape, dtype).div_(max(count, 1))
 
 
 @attrs.frozen
@@ -222,6 +243,8 @@ class Moment:
         upper: a ready term is symmetric and holds only its upper triangle.
         uses_inputs: ``term`` reads ``tokens.a`` (a backward moment that does not lets the
             pass free module inputs before their gradients arrive).
+        symmetric: the mean is a symmetric matrix: in a distributed job only its upper
+            triangle is all-reduced (and the result mirrored).
     """
 
     name: str
@@ -230,15 +253,16 @@ class Moment:
     shape: Callable[[PrunableModule], tuple[int, ...]]
     upper: bool = False
     uses_inputs: bool = True
+    symmetric: bool = False
 
 
 #: The input second moment ``sum_n a_n a_n^T``, ``(d_in, d_in)``: the upper triangle of the
 #: Gram matrix shared by modules that read the same input, mirrored in the mean.
 INPUT_MOMENT = Moment("A", False, lambda t: t.gram(upper=True), lambda pm: (layer_dims(pm)[1],) * 2,
-                      upper=True)
+                      upper=True, symmetric=True)
 #: The output-gradient second moment ``sum_n g_n g_n^T``, ``(d_out, d_out)``.
 GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2,
-                         uses_inputs=False)
+                         uses_inputs=False, symmetric=True)
 
 
 class _MomentObserver(TokenObserver):
@@ -289,6 +313,10 @@ def moment_means(
 ) -> tuple[list[dict[str, Tensor]], PassStats, float]:
     """One pass gathering ``moments`` for every module; their means, checked for finiteness.
 
+    In a distributed job each rank passes over its own calibration batches and the sums
+    (and the token count) are all-reduced before the division, so every rank gets the
+    means over all tokens.
+
     Returns:
         Per module (in the order of ``modules``) moment name -> mean; the pass's
         statistics; the seconds spent turning sums into means.
@@ -298,24 +326,41 @@ def moment_means(
     stats = run_pass(model, modules, batches, observer, gradients=any(m.backward for m in moments),
                      options=options, progress=progress, desc=desc)
     start = time.perf_counter()
+    comm = current()
+    stats = attrs.evolve(stats, tokens=comm.sum(stats.tokens, kind="statistics"))
+    shared = _shared_sums(observer, moments, len(modules))
     means: list[dict[str, Tensor]] = []
     for i, pm in enumerate(modules):
-        mine = {m.name: observer.sums[m.name].pop_mean(i, stats.tokens, m.shape(pm), options.dtype)
-                for m in moments}
+        mine: dict[str, Tensor] = {}
+        for m, same in zip(moments, shared[i], strict=True):
+            sums = observer.sums[m.name]
+            if same:  # bitwise the previous module's sum on every rank: one mean for both
+                sums.drop(i)
+                mine[m.name] = means[-1][m.name]
+                continue
+            total = sums.pop_sum(i, m.shape(pm), options.dtype)
+            comm.all_reduce_(total, symmetric=m.symmetric, kind="statistics")
+            mine[m.name] = total.div_(max(stats.tokens, 1))
         check_finite(pm.name, desc + " statistics", *mine.values())
-        if means:
-            _share_equal(mine, means[-1])
         means.append(mine)
     return means, stats, time.perf_counter() - start
 
 
-def _share_equal(mine: dict[str, Tensor], previous: dict[str, Tensor]) -> None:
-    """Reuse the previous module's mean where this one is bitwise equal (q/k/v and gate/up
-    read the same inputs, so their input moments are the same sums), freeing the copy."""
-    for name, mean in mine.items():
-        other = previous.get(name)
-        if other is not None and other is not mean and other.shape == mean.shape and torch.equal(other, mean):
-            mine[name] = other
+def _shared_sums(observer: _MomentObserver, moments: Sequence[Moment], n: int) -> list[list[bool]]:
+    """Per module and moment, whether its sum is the previous module's on every rank.
+
+    q/k/v and gate/up read the same inputs, so their input moments are the same sums:
+    such a sum is reduced and divided once and its mean shared (freeing the copies). In a
+    distributed job the ranks agree on it with one all-reduce of the flags, so each
+    shared sum is all-reduced once and every rank takes the same branch.
+    """
+    same = torch.tensor([[observer.sums[m.name].same_as_previous(i) for m in moments] for i in range(n)],
+                        dtype=torch.int64).reshape(n, len(moments))
+    comm = current()
+    if comm.distributed:
+        differ = comm.all_reduce_(1 - same, kind="statistics")
+        same = (differ == 0).long()
+    return same.bool().tolist()
 
 
 class MomentEstimator(CurvatureEstimator):

@@ -66,8 +66,12 @@ def perplexity(model: nn.Module, windows: Tensor, *, batch_size: int = 1, progre
         The perplexity (``inf`` if the loss overflows, ``nan`` if it is not finite).
     """
     losses = window_losses(model, windows, batch_size=batch_size, progress=progress)
-    mean = float(losses.mean())
+    return perplexity_of(float(losses.mean()))
+
+
+def perplexity_of(mean_loss: float) -> float:
+    """``exp(mean_loss)``, ``inf`` when it overflows (``nan`` stays ``nan``)."""
     try:
-        return math.exp(mean)
+        return math.exp(mean_loss)
     except OverflowError:
         return math.inf

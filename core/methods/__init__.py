@@ -10,6 +10,7 @@ from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.loop import ShotHook, lora_hook, run_shots, shot_targets
 from llm_surgeon.methods.lora import LoraSettings, finetune
 from llm_surgeon.methods.session import PruningSession, RunSettings
+from llm_surgeon.methods.sharding import broadcast_states, scope_owners
 from llm_surgeon.methods.threshold import ThresholdMethod
 from llm_surgeon.model.state import ModuleState
 from llm_surgeon.pruning.structures import UpdateMode
@@ -24,9 +25,11 @@ __all__ = [
     "ShotLog",
     "ThresholdMethod",
     "UpdateMode",
+    "broadcast_states",
     "finetune",
     "lora_hook",
     "run_shots",
+    "scope_owners",
     "shot_targets",
     "steps",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from llm_surgeon.dist import Communicator, Traffic, current
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.lora import finetune
@@ -33,7 +34,10 @@ def run_shots(method: Method, session: PruningSession, *, hooks: Sequence[ShotHo
     After each shot the achieved size (nonzero prunable weights) and the real size
     (``info["real_size"]``, :meth:`PruningSession.real_size`) are recorded, then the hooks
     run in order. ``seconds["total"]`` is the time of the shot and its hooks so far: each
-    hook sees the time up to it, the log keeps the time with every hook.
+    hook sees the time up to it, the log keeps the time with every hook. In a distributed
+    job ``info["communication"]`` holds the MiB each rank contributed to collectives
+    during the shot (and its hooks, in the log kept), per kind (see
+    :class:`~llm_surgeon.dist.Traffic`).
 
     Returns:
         The shot logs, in order.
@@ -42,11 +46,12 @@ def run_shots(method: Method, session: PruningSession, *, hooks: Sequence[ShotHo
         NumericalError: naming the shot (and, from the steps, the module).
     """
     logs = []
+    comm = current()
     planned = shot_targets(session)
     for shot, target in enumerate(planned, start=1):
         if shot < first_shot:
             continue
-        start = time.perf_counter()
+        start, traffic = time.perf_counter(), comm.traffic.snapshot()
         try:
             shot_log = method.run_shot(session, shot, target)
         except NumericalError as exc:
@@ -54,11 +59,18 @@ def run_shots(method: Method, session: PruningSession, *, hooks: Sequence[ShotHo
         shot_log.achieved = session.nonzero_size()
         shot_log.info["real_size"] = session.real_size()
         for hook in hooks:
-            shot_log.seconds["total"] = time.perf_counter() - start
+            _so_far(shot_log, start, comm, traffic)
             hook(session, shot_log)
-        shot_log.seconds["total"] = time.perf_counter() - start
+        _so_far(shot_log, start, comm, traffic)
         logs.append(shot_log)
     return logs
+
+
+def _so_far(shot_log: ShotLog, start: float, comm: Communicator, traffic: Traffic) -> None:
+    """Record the shot's time (and, distributed, its traffic) since ``start``/``traffic``."""
+    shot_log.seconds["total"] = time.perf_counter() - start
+    if comm.distributed:
+        shot_log.info["communication"] = comm.traffic.since(traffic)
 
 
 def lora_hook(session: PruningSession, shot_log: ShotLog) -> None:

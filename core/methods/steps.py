@@ -6,6 +6,11 @@ global threshold (:func:`select`), remove the selection with correlated updates
 (:func:`remove`), and remove the structures that left dead (:func:`free_dead`, for
 structures that propagate). :class:`~llm_surgeon.methods.threshold.ThresholdMethod` runs them in
 order; a distributed or resumable runner can run, wrap or skip each one.
+
+In a distributed job (:mod:`llm_surgeon.dist`) the estimate is data-parallel, and
+:func:`score` and :func:`remove` work on the scopes this rank owns (``owners``, from
+:func:`~llm_surgeon.methods.sharding.scope_owners`); :func:`remove` then broadcasts the
+owners' weights and masks and sums the predicted cost over the ranks.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.curvature.types import Curvature
+from llm_surgeon.dist import current
 from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods.base import ShotLog
 from llm_surgeon.methods.session import PruningSession
+from llm_surgeon.methods.sharding import broadcast_states
 from llm_surgeon.pruning.compact import real_parameters
 from llm_surgeon.pruning.dead import Layout, propagate_layout, remove_dead
 from llm_surgeon.pruning.structures import CandidateSet, Scope
@@ -89,21 +96,29 @@ def named(scope: Scope, fn: Callable[..., T], *args: Any) -> T:
         raise NumericalError(f"module {scope.name}: {exc}") from exc
 
 
-def score(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers) -> list[CandidateSet]:
-    """Costs of every candidate of every scope."""
-    return [named(scope, session.structure.candidates, scope, solvers) for scope in scopes]
+def _mine(owners: Sequence[int] | None, index: int) -> bool:
+    return owners is None or owners[index] == current().rank
 
 
-def select(session: PruningSession, candidates: Sequence[CandidateSet], target_size: float
-           ) -> list[dict[str, Tensor]]:
-    """One global threshold: per scope, group name -> bool selection.
+def score(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers,
+          owners: Sequence[int] | None = None) -> list[CandidateSet | None]:
+    """Costs of every candidate of every scope (``None`` for scopes another rank owns)."""
+    return [named(scope, session.structure.candidates, scope, solvers) if _mine(owners, i) else None
+            for i, scope in enumerate(scopes)]
+
+
+def select(session: PruningSession, candidates: Sequence[CandidateSet | None], target_size: float
+           ) -> list[dict[str, Tensor] | None]:
+    """One global threshold: per scope, group name -> bool selection (``None`` where not owned).
 
     When the structure propagates (:attr:`~llm_surgeon.pruning.Structure.propagates`),
     the weights that dead-structure propagation will free after the removal count
     toward the target; with ``size_measure == "real"`` the target is on the real
     (compact-export) size. Both search the threshold's own target
     (:func:`~llm_surgeon.pruning.threshold.threshold_after`) on the structure's
-    predicted masks (:meth:`~llm_surgeon.pruning.Structure.masks_after`).
+    predicted masks (:meth:`~llm_surgeon.pruning.Structure.masks_after`); in a
+    distributed job each measure gathers every rank's selections first
+    (:func:`all_selections`), so every rank measures the same size.
     """
     target_weights = round(target_size * session.total_weights())
     if not (propagates(session) or session.structure.size_measure == "real"):
@@ -119,10 +134,34 @@ def propagates(session: PruningSession) -> bool:
     return session.structure.propagates and bool(session.couplings)
 
 
-def size_after(session: PruningSession, selections: Sequence[dict[str, Tensor]]) -> int:
-    """The size, by the structure's measure, once ``selections`` and the dead structures go."""
+def all_selections(selections: Sequence[dict[str, Tensor] | None]) -> list[dict[str, Tensor]]:
+    """Every scope's selection, the ``None`` of other ranks' scopes filled in from them.
+
+    Collective in a distributed job (one gather of the selections: row and column
+    selections are a few bits per row and column). The identity in a single process.
+    """
+    comm = current()
+    if not comm.distributed:
+        return list(selections)  # type: ignore[arg-type]
+    full = list(selections)
+    mine = {i: s for i, s in enumerate(selections) if s is not None}
+    for part in comm.gather_objects(mine, kind="threshold"):
+        for i, s in part.items():
+            full[i] = s
+    missing = [i for i, s in enumerate(full) if s is None]
+    if missing:
+        raise RuntimeError(f"no rank holds the selections of scopes {missing}")
+    return full  # type: ignore[return-value]
+
+
+def size_after(session: PruningSession, selections: Sequence[dict[str, Tensor] | None]) -> int:
+    """The size, by the structure's measure, once ``selections`` and the dead structures go.
+
+    In a distributed job (``None`` for other ranks' scopes) it is collective and every
+    rank measures the same size, from every rank's selections.
+    """
     masks = {}
-    for scope, selected in zip(session.scopes, selections, strict=True):
+    for scope, selected in zip(session.scopes, all_selections(selections), strict=True):
         for state, mask in zip(scope.states, session.structure.masks_after(scope, selected), strict=True):
             masks[state.pm.name] = mask
     layout = Layout.of(session.states, masks)
@@ -134,13 +173,22 @@ def size_after(session: PruningSession, selections: Sequence[dict[str, Tensor]])
 
 
 def remove(session: PruningSession, scopes: Sequence[Scope], solvers: Solvers,
-           selections: Sequence[dict[str, Tensor]]) -> float:
-    """Remove every scope's selection; the predicted increase of the loss."""
+           selections: Sequence[dict[str, Tensor] | None], owners: Sequence[int] | None = None) -> float:
+    """Remove every scope's selection; the predicted increase of the loss (over all ranks).
+
+    Scopes whose selection is ``None`` belong to another rank, which broadcasts their new
+    weights and masks afterwards (``owners``).
+    """
     cost = 0.0
     for scope, selected in zip(scopes, selections, strict=True):
         fault_point("solve")
-        cost += float(named(scope, session.structure.apply, scope, solvers, selected, session.update))
-    return cost
+        if selected is not None:
+            cost += float(named(scope, session.structure.apply, scope, solvers, selected, session.update))
+    comm = current()
+    if owners is not None and comm.distributed:
+        states = [(s, owner) for scope, owner in zip(scopes, owners, strict=True) for s in scope.states]
+        broadcast_states(comm, [s for s, _ in states], [owner for _, owner in states])
+    return comm.sum(cost)
 
 
 def free_dead(session: PruningSession, shot_log: ShotLog) -> int:
@@ -153,7 +201,10 @@ def free_dead(session: PruningSession, shot_log: ShotLog) -> int:
 
 
 def log_escalations(solvers: Solvers, shot_log: ShotLog) -> None:
-    """Record (and warn about) the modules whose damping had to be escalated."""
-    if solvers.escalations:
-        shot_log.info["damping_escalations"] = dict(solvers.escalations)
-        log.warning("damping escalated in %d modules: %s", len(solvers.escalations), solvers.escalations)
+    """Record (and warn about) the modules whose damping had to be escalated (on any rank)."""
+    escalations: dict[str, int] = {}
+    for part in current().gather_objects(dict(solvers.escalations)):
+        escalations.update(part)
+    if escalations:
+        shot_log.info["damping_escalations"] = escalations
+        log.warning("damping escalated in %d modules: %s", len(escalations), escalations)

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
+from llm_surgeon.dist import Communicator, current
+from llm_surgeon.errors import ConfigError
 from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule
 from llm_surgeon.pruning.layer_inputs import LayerInputs, capture_layer_inputs, run_layer
 
@@ -41,10 +43,19 @@ log = logging.getLogger(__name__)
 
 
 class InputStatistic(Protocol):
-    """Accumulates a statistic of a Linear module's inputs over calibration tokens."""
+    """Accumulates a statistic of a Linear module's inputs over calibration tokens.
+
+    For distributed runs a statistic also needs ``all_reduce(comm)``: sum its partial
+    sums and token counts over the ranks in place, through the
+    :class:`~llm_surgeon.dist.Communicator` it is given (``comm.all_reduce_(tensor)``,
+    ``comm.sum(count)``).
+    """
 
     def add_batch(self, x: Tensor) -> None:
         """Add the inputs ``x: (tokens, d_in)`` of one calibration batch."""
+
+#: ``sync(group, owners)``: give every rank the modules of ``group`` as their owners pruned them.
+GroupSync = Callable[[Sequence[PrunableModule], Sequence[int]], None]
 
 
 class _Collector:
@@ -124,6 +135,7 @@ def propagate(
     include: Callable[[PrunableModule], bool] | None = None,
     true_sequential: bool = False,
     progress: Callable[[Iterable[Any], int], Iterable[Any]] | None = None,
+    sync: GroupSync | None = None,
 ) -> int:
     """Prune a model layer by layer, propagating calibration inputs through pruned layers.
 
@@ -142,10 +154,17 @@ def propagate(
         include: which modules to prune (default: all the adapter lists).
         true_sequential: prune the adapter's sequential groups one after the other.
         progress: optional wrapper ``progress(iterable, total)`` for a progress bar.
+        sync: needed in a distributed job, where each rank propagates its own batches,
+            statistics are all-reduced (:class:`InputStatistic`), each module of a group
+            is pruned on one owner rank (balanced by ``d_in^3 + d_out d_in^2``), and
+            ``sync(group, owners)`` then gives every rank the owners' results.
 
     Returns:
         The number of layer forward passes over the calibration data.
     """
+    comm = current()
+    if comm.distributed and sync is None:
+        raise ValueError("a distributed propagate needs `sync` to share the pruned modules")
     layers = adapter.decoder_layers(model)
     prefix = adapter.layers_prefix(model) + "."
     inputs = capture_layer_inputs(model, adapter, batches)
@@ -166,13 +185,37 @@ def propagate(
             finally:
                 collector.remove()
             passes += 1
-            for pm in group:
+            owners = comm.owners([pm.shape[1] ** 3 + pm.shape[0] * pm.shape[1] ** 2 for pm in group])
+            if comm.distributed:
+                _all_reduce_statistics(comm, group, collector.stats)
+            for pm, owner in zip(group, owners, strict=True):
                 stat = collector.stats.get(pm.name)
                 if stat is None:
                     log.warning("module %s was not called during the forward pass; skipped", pm.name)
                     continue
-                prune(pm, stat)
+                if owner == comm.rank:
+                    prune(pm, stat)
+            if comm.distributed:
+                sync(group, owners)
             del collector
         inputs.hidden = run_layer(layer, inputs, index)
         passes += 1
     return passes
+
+
+def _all_reduce_statistics(comm: Communicator, group: Sequence[PrunableModule],
+                           stats: dict[str, InputStatistic]) -> None:
+    """Sum each distinct statistic of ``group`` over the ranks (in module order)."""
+    seen: set[int] = set()
+    for pm in group:
+        stat = stats.get(pm.name)
+        if stat is None or id(stat) in seen:
+            continue
+        seen.add(id(stat))
+        reduce = getattr(stat, "all_reduce", None)
+        if reduce is None:
+            raise ConfigError(
+                f"{type(stat).__name__} cannot be summed over ranks (it has no all_reduce(comm) "
+                "method), so this method does not support distributed runs"
+            )
+        reduce(comm)

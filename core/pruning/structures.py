@@ -91,6 +91,10 @@ class Structure(ABC):
     #: Whether the structure needs the adapter to declare couplings (checked before loading).
     needs_couplings: bool = False
     structured: bool = False
+    #: Whether :meth:`masks_after` needs only the scope's masks and the selection (not
+    #: state from this shot's :meth:`candidates`): a distributed run then predicts the
+    #: masks of scopes another rank scored, and can search a threshold after propagation.
+    masks_from_selection: bool = True
 
     @property
     def implied_size(self) -> float | None:

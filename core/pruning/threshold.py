@@ -6,6 +6,11 @@ threshold ``tau`` leaves ``sum_m remaining_m(counts_m(tau))`` weights. We find t
 threshold whose size is closest to the target by bisection on ``tau`` over per-group
 sorted costs (no global sort), then resolve ties candidate by candidate, so the
 achieved size is within one candidate's worth of weights of the target.
+
+In a distributed job each rank holds the candidate sets of the scopes it owns (``None``
+for the others). The bisection then needs one all-reduced size per step, the ties one
+gather of the few candidates between the last two thresholds, and every rank ends with
+the same threshold and the selections of its own scopes, exactly as one process would.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import attrs
 import torch
 from torch import Tensor
 
+from llm_surgeon.dist import Communicator, current
 from llm_surgeon.pruning.structures import CandidateSet
 
 #: Above this many tied candidates, a tie block is taken whole instead of one by one.
@@ -45,9 +51,11 @@ class _Group:
         return selected
 
 
-def _prepare(candidates: Sequence[CandidateSet]) -> list[_Group]:
+def _prepare(candidates: Sequence[CandidateSet | None]) -> list[_Group]:
     groups = []
     for m, cset in enumerate(candidates):
+        if cset is None:
+            continue
         for name, costs in cset.costs.items():
             c = costs.detach().flatten().to("cpu")
             if c.dtype not in (torch.float32, torch.float64):
@@ -59,14 +67,19 @@ def _prepare(candidates: Sequence[CandidateSet]) -> list[_Group]:
 
 
 class _Counter:
-    """Evaluates the model size for a given number of selected candidates per group."""
+    """Evaluates the model size for a given number of selected candidates per group.
 
-    def __init__(self, candidates: Sequence[CandidateSet], groups: list[_Group]):
+    Sizes are this rank's (its scopes only); :meth:`total` sums them over the ranks.
+    """
+
+    def __init__(self, candidates: Sequence[CandidateSet | None], groups: list[_Group],
+                 comm: Communicator):
         self.candidates = candidates
         self.groups = groups
-        self.by_module: dict[int, list[int]] = {}
+        self.comm = comm
+        self.by_module: dict[int, list[int]] = {m: [] for m, c in enumerate(candidates) if c is not None}
         for gi, g in enumerate(groups):
-            self.by_module.setdefault(g.module, []).append(gi)
+            self.by_module[g.module].append(gi)
 
     def counts_at(self, tau: float) -> list[int]:
         return [int(torch.searchsorted(g.sorted_costs, tau, right=True)) for g in self.groups]
@@ -75,30 +88,38 @@ class _Counter:
         return int(self.candidates[m].remaining({self.groups[gi].name: counts[gi] for gi in self.by_module[m]}))
 
     def size(self, counts: list[int]) -> int:
-        return sum(self.module_size(m, counts) for m in range(len(self.candidates)))
+        return sum(self.module_size(m, counts) for m in self.by_module)
+
+    def total(self, counts: list[int]) -> int:
+        """The model's size over all ranks."""
+        return self.comm.sum(self.size(counts))
 
 
-def global_threshold(candidates: Sequence[CandidateSet], target_weights: int) -> tuple[list[dict[str, Tensor]], int]:
+def global_threshold(candidates: Sequence[CandidateSet | None], target_weights: int, *,
+                     comm: Communicator | None = None) -> tuple[list[dict[str, Tensor] | None], int]:
     """Select candidates in every module so that the model keeps about ``target_weights``.
 
     Args:
-        candidates: one candidate set per module.
-        target_weights: number of prunable weights to keep in total.
+        candidates: one candidate set per scope; ``None`` for the scopes another rank owns.
+        target_weights: number of prunable weights to keep in total (all ranks).
+        comm: the job's communicator (default: the current one).
 
     Returns:
-        Per module, group name -> bool selection aligned with the group's costs; and
-        the number of weights kept by that selection.
+        Per scope, group name -> bool selection aligned with the group's costs (``None``
+        where the candidate set was); and the number of weights kept by that selection.
     """
+    comm = comm if comm is not None else current()
     groups = _prepare(candidates)
-    counter = _Counter(candidates, groups)
+    counter = _Counter(candidates, groups, comm)
     # Zero-cost candidates (already removed, or zero weights) are always selected.
-    lo, hi = 0.0, max((float(g.sorted_costs[-1]) for g in groups if len(g.sorted_costs)), default=0.0)
+    local_hi = max((float(g.sorted_costs[-1]) for g in groups if len(g.sorted_costs)), default=0.0)
+    lo, hi = 0.0, comm.max(local_hi)
     counts_lo = counter.counts_at(lo)
-    if counter.size(counts_lo) <= target_weights:
+    if counter.total(counts_lo) <= target_weights:
         counts = counts_lo
     else:
         counts_hi = counter.counts_at(hi)
-        if counter.size(counts_hi) > target_weights:
+        if counter.total(counts_hi) > target_weights:
             counts = counts_hi  # even removing every candidate keeps too much
         else:
             # Invariant: size(lo) > target >= size(hi).
@@ -107,46 +128,68 @@ def global_threshold(candidates: Sequence[CandidateSet], target_weights: int) ->
                 if not (lo < mid < hi):
                     break
                 counts_mid = counter.counts_at(mid)
-                if counter.size(counts_mid) > target_weights:
+                if counter.total(counts_mid) > target_weights:
                     lo, counts_lo = mid, counts_mid
                 else:
                     hi, counts_hi = mid, counts_mid
             counts = _resolve_ties(counter, counts_lo, counts_hi, target_weights)
-    selections: list[dict[str, Tensor]] = [dict() for _ in candidates]
+    selections: list[dict[str, Tensor] | None] = [None if c is None else {} for c in candidates]
     for g, c in zip(groups, counts, strict=True):
         selections[g.module][g.name] = g.first(c)
-    return selections, counter.size(counts)
+    return selections, counter.total(counts)
+
+
+def _pending(counter: _Counter, counts_lo: list[int], counts_hi: list[int]) -> list[tuple]:
+    """This rank's candidates between the two thresholds, with the size change of each.
+
+    Entries ``(cost, scope, group position in its scope, order in the scope, size change,
+    local group)``. A scope's size depends only on its own counts, and its candidates are
+    taken in the order of ``(cost, group position)`` as in the global order, so each
+    change can be computed here, adding the scope's own earlier candidates first.
+    """
+    entries = []
+    for m, group_ids in counter.by_module.items():
+        mine = sorted((float(counter.groups[gi].sorted_costs[k]), pos, gi)
+                      for pos, gi in enumerate(group_ids) for k in range(counts_lo[gi], counts_hi[gi]))
+        counts = list(counts_lo)
+        before = counter.module_size(m, counts)
+        for order, (cost, pos, gi) in enumerate(mine):
+            counts[gi] += 1
+            after = counter.module_size(m, counts)
+            entries.append((cost, m, pos, order, after - before, gi))
+            before = after
+    return entries
 
 
 def _resolve_ties(counter: _Counter, counts_lo: list[int], counts_hi: list[int], target: int) -> list[int]:
     """Add the candidates between the two thresholds one at a time, cheapest first."""
-    pending = []
-    for gi, (a, b) in enumerate(zip(counts_lo, counts_hi, strict=True)):
-        g = counter.groups[gi]
-        pending.extend((float(g.sorted_costs[k]), gi) for k in range(a, b))
-    if len(pending) > _MAX_TIES:
+    comm = counter.comm
+    local = _pending(counter, counts_lo, counts_hi)
+    if comm.sum(len(local)) > _MAX_TIES:
         return counts_hi  # a huge block of equal costs: take it whole
-    pending.sort()
-    counts = list(counts_lo)
-    size = counter.size(counts)
-    for _, gi in pending:
-        m = counter.groups[gi].module
-        before = counter.module_size(m, counts)
-        counts[gi] += 1
-        new_size = size - before + counter.module_size(m, counts)
+    merged = sorted((cost, m, pos, order, delta, rank, gi)
+                    for rank, entries in enumerate(comm.gather_objects(local, kind="threshold"))
+                    for cost, m, pos, order, delta, gi in entries)
+    size = counter.total(counts_lo)
+    taken = len(merged)
+    for i, (*_, delta, _, _) in enumerate(merged):
+        new_size = size + delta
         if new_size <= target:
             # Keep whichever of the two is closer to the target.
-            if target - new_size > size - target:
-                counts[gi] -= 1
-            return counts
+            taken = i if target - new_size > size - target else i + 1
+            break
         size = new_size
+    counts = list(counts_lo)
+    for *_, rank, gi in merged[:taken]:
+        if rank == comm.rank:
+            counts[gi] += 1
     return counts
 
 
 def threshold_after(
-    candidates: Sequence[CandidateSet],
+    candidates: Sequence[CandidateSet | None],
     target: int,
-    size_after: Callable[[list[dict[str, Tensor]]], int],
+    size_after: Callable[[list[dict[str, Tensor] | None]], int],
     *,
     upper: int,
     tolerance: int = 0,
@@ -163,10 +206,14 @@ def threshold_after(
     the target is bracketed, then bisection, until the measured size is within
     ``tolerance`` weights of the target (or ``iterations`` more thresholds were tried).
 
+    In a distributed job (``None`` for other ranks' scopes, as in :func:`global_threshold`)
+    ``size_after`` must itself be collective and return the same size on every rank;
+    every rank then tries the same thresholds and keeps the same one.
+
     Returns:
-        The selections and their measured size.
+        The selections (``None`` where the candidate set was) and their measured size.
     """
-    best: tuple[int, list[dict[str, Tensor]], int] | None = None
+    best: tuple[int, list[dict[str, Tensor] | None], int] | None = None
 
     def measure(t: int) -> int:
         nonlocal best

@@ -11,6 +11,11 @@
 With ``out``, every completed shot is checkpointed in the output's work folder
 (:mod:`llm_surgeon.run.output`), and ``prune(config, resume=True)`` continues an
 interrupted run after its last checkpoint, with a bit-identical result.
+
+Under ``torchrun`` the same call is one data-parallel job over all ranks
+(:mod:`llm_surgeon.dist`): calibration and evaluation windows are split across them,
+every rank returns the same report, and only rank 0 writes ``config.out`` (and its
+checkpoints); resuming is refused there (resume in one process).
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import attrs
 import torch
 from torch import Tensor, nn
 
-from llm_surgeon.data.perplexity import perplexity
+from llm_surgeon.data.perplexity import perplexity, perplexity_of, window_losses
 from llm_surgeon.data.tasks import accuracy_line, run_tasks
 from llm_surgeon.data.windows import calibration_windows, eval_windows
+from llm_surgeon.dist import Traffic, current, distributed, world_size_from_env
 from llm_surgeon.errors import ConfigError, OutputError
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.loop import lora_hook, run_shots
@@ -37,11 +44,12 @@ from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
 from llm_surgeon.model.loading import load_tokenizer, load_weights, save_model
 from llm_surgeon.model.masks import MASKS_FILE, save_masks
-from llm_surgeon.model.state import ModuleState
+from llm_surgeon.model.state import ModuleState, mask_sha256
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.run import ppl_cache
 from llm_surgeon.run.config import CHECKPOINT_KEEP, RunConfig
 from llm_surgeon.run.output import RunOutput
+from llm_surgeon.run.ranks import check_distributed, my_share, start_output
 from llm_surgeon.run.report import build_report
 from llm_surgeon.run.validate import ResolvedRun, validate_run
 from llm_surgeon.util.faults import fault_point
@@ -53,7 +61,8 @@ log = logging.getLogger(__name__)
 
 
 def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False,
-          resume: bool = False, checkpoints: str = "all") -> dict[str, Any]:
+          resume: bool = False, checkpoints: str = "all", model: nn.Module | None = None,
+          tokenizer: Any = None, calibration: Tensor | None = None) -> dict[str, Any]:
     """Run one pruning job described by ``config`` and return its report.
 
     If ``config.out`` is set, the pruned model (Hugging Face format: zeroed, compact or both,
@@ -64,12 +73,17 @@ def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False,
 
     Args:
         config: the run.
-        progress: show progress bars.
+        progress: show progress bars (rank 0 only in a distributed job).
         overwrite: replace a non-empty ``config.out`` (and discard an interrupted run of it).
         resume: continue the interrupted run of ``config.out`` after its last checkpoint;
-            ``config`` must be the one it was started with.
+            ``config`` must be the one it was started with (not under torchrun).
         checkpoints: with ``config.out``, checkpoint every shot (``all``), keep only the
-            last checkpoint (``last``), or write none (``off``).
+            last checkpoint (``last``), or write none (``off``); rank 0 writes them.
+        model: prune this in-memory causal LM instead of loading ``config.model`` (which
+            is then only its name in the report); it is pruned in place.
+        tokenizer: ``model``'s tokenizer, for text calibration and evaluation.
+        calibration: token ids ``(nsamples, seqlen)`` to calibrate on instead of windows
+            of ``config.calibration.data``.
 
     Raises:
         ConfigError: invalid input, found before any weights are loaded.
@@ -78,25 +92,41 @@ def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False,
         raise ConfigError(f"checkpoints must be one of {', '.join(CHECKPOINT_KEEP)}, got {checkpoints!r}")
     if resume and not config.out:
         raise ConfigError("resuming needs the output folder of the interrupted run (out)")
-    resolved = validate_run(config)
-    output = None
-    if config.out:  # fail now, not after hours of work
-        start = RunOutput.resume if resume else RunOutput.start
-        output = start(config, overwrite=overwrite, keep=checkpoints)
-        if output.partial.saved:  # killed after the output was complete, before its rename
-            output.commit()
-            return json.loads((Path(config.out) / "report.json").read_text(encoding="utf-8"))
+    if resume and world_size_from_env() > 1:
+        raise ConfigError("resuming is not supported under torchrun: resume the run in one process "
+                          "(llm-surgeon prune --resume OUT), or start it again")
+    resolved = validate_run(config, check_model=model is None)
     started = time.perf_counter()
-    try:
-        with torch_settings(config.seed), no_progress_bars(not progress):
-            return _run(config, resolved, progress, started, output)
-    except BaseException as exc:
-        kept = output.failed() if output is not None else None
-        if kept is not None and hasattr(exc, "add_note"):  # Python >= 3.11
-            exc.add_note(kept)
-        elif kept is not None:
-            log.warning("%s", kept)
-        raise
+    with distributed(config.device) as comm:
+        check_distributed(config, comm, calibration, resolved.create_structure())
+        output = start_output(config, comm, resume=resume, overwrite=overwrite, keep=checkpoints)
+        done = None
+        if output is not None and output.partial.saved:  # killed after the output was complete, before its rename
+            output.commit()
+            done = json.loads((Path(config.out) / "report.json").read_text(encoding="utf-8"))
+        done = comm.broadcast_object(done)
+        if done is not None:
+            return done
+        progress = progress and comm.is_main
+        try:
+            with torch_settings(config.seed), no_progress_bars(not progress):
+                return _run(config, resolved, _Inputs(model, tokenizer, calibration), progress, started, output)
+        except BaseException as exc:
+            kept = output.failed() if output is not None else None
+            if kept is not None and hasattr(exc, "add_note"):  # Python >= 3.11
+                exc.add_note(kept)
+            elif kept is not None:
+                log.warning("%s", kept)
+            raise
+
+
+@attrs.frozen
+class _Inputs:
+    """What the caller gave instead of loading it (``None``: load it)."""
+
+    model: nn.Module | None
+    tokenizer: Any
+    calibration: Tensor | None
 
 
 @contextlib.contextmanager
@@ -132,7 +162,11 @@ def build_session(config: RunConfig, resolved: ResolvedRun, model: nn.Module, ca
 
 
 class _Evaluation:
-    """Perplexity on the run's evaluation windows, timed into ``totals``."""
+    """Perplexity on the run's evaluation windows, timed into ``totals``.
+
+    In a distributed job each rank evaluates its share of the windows and the summed
+    losses give the perplexity over all of them.
+    """
 
     def __init__(self, config: RunConfig, windows: Tensor | None, progress: bool,
                  totals: dict[str, float]) -> None:
@@ -143,20 +177,28 @@ class _Evaluation:
 
     def __call__(self, model: nn.Module) -> tuple[float, float]:
         start = time.perf_counter()
-        ppl = perplexity(model, self.windows, batch_size=self.config.evaluation.batch_size,
-                         progress=self.progress)
+        comm, batch_size = current(), self.config.evaluation.batch_size
+        if comm.distributed:
+            losses = window_losses(model, comm.shard(self.windows), batch_size=batch_size,
+                                   progress=self.progress)
+            total = comm.sum(float(losses.sum()), kind="evaluation")
+            ppl = perplexity_of(total / comm.sum(len(losses), kind="evaluation"))
+        else:
+            ppl = perplexity(model, self.windows, batch_size=batch_size, progress=self.progress)
         return ppl, time.perf_counter() - start
 
     def dense(self, model: nn.Module) -> float | None:
-        """The dense perplexity, from the on-disk cache when it has it."""
+        """The dense perplexity, from the on-disk cache when it has it (rank 0's cache)."""
         if self.windows is None:
             return None
+        comm = current()
         key = ppl_cache.key(self.config, self.windows)
-        ppl = ppl_cache.get(key)
+        ppl = comm.broadcast_object(ppl_cache.get(key) if comm.is_main else None)
         if ppl is None:
             ppl, seconds = self(model)
             self.totals["eval"] = self.totals.get("eval", 0.0) + seconds
-            ppl_cache.put(key, ppl)
+            if comm.is_main:
+                ppl_cache.put(key, ppl)
         log.info("perplexity before pruning: %.3f", ppl)
         return ppl
 
@@ -167,17 +209,31 @@ class _Evaluation:
 
 
 def _log_shot(session: PruningSession, shot_log: ShotLog) -> None:
+    shot_log.info["mask_sha256"] = mask_sha256(session.states)
     log.info("shot %d/%d: target %.4f achieved %.4f", shot_log.shot, session.config.shots,
              shot_log.target, shot_log.achieved)
 
 
-def _inputs(config: RunConfig, output: RunOutput | None) -> tuple[Any, Tensor, dict, Tensor | None, dict]:
+def _inputs(config: RunConfig, given: _Inputs, output: RunOutput | None
+            ) -> tuple[Any, Tensor, dict, Tensor | None, dict]:
     """Tokenizer, calibration windows (and their info), evaluation windows (and their info).
 
     All before any weights are loaded, so that data too short for the run fails at once.
+    The calibration windows are all of them (every rank has them; see :func:`_my_share`).
     """
-    tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
-    calibration, calibration_info = calibration_windows(tokenizer, config.calibration)
+    if given.model is not None:
+        tokenizer = given.tokenizer
+        if tokenizer is None and (config.evaluation.enabled or given.calibration is None):
+            raise ConfigError("an in-memory model without a tokenizer needs calibration token ids "
+                              "and evaluation switched off")
+    else:
+        tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
+    if given.calibration is not None:
+        calibration = given.calibration
+        calibration_info = {"source": "token ids given by the caller", "nsamples": len(calibration),
+                            "seqlen": calibration.shape[1]}
+    else:
+        calibration, calibration_info = calibration_windows(tokenizer, config.calibration)
     if calibration_info.get("note"):
         log.warning("%s", calibration_info["note"])
     evaluation_info: dict[str, Any] = {}
@@ -187,9 +243,20 @@ def _inputs(config: RunConfig, output: RunOutput | None) -> tuple[Any, Tensor, d
     return tokenizer, calibration, calibration_info, windows, evaluation_info
 
 
+def _load(config: RunConfig, given: _Inputs) -> nn.Module:
+    """The model, loaded unless the caller gave it."""
+    if given.model is not None:
+        return given.model.to(config.device).eval()
+    return load_weights(config.model, dtype=config.dtype, device=config.device,
+                        trust_remote_code=config.trust_remote_code)
+
+
 def _shots(method: Method, session: PruningSession, evaluate: _Evaluation,
            output: RunOutput | None) -> list[ShotLog]:
-    """Every shot's log: restored from the checkpoint of a resumed run, then run."""
+    """Every shot's log: restored from the checkpoint of a resumed run, then run.
+
+    In a distributed job only rank 0 has an ``output``, so only it writes checkpoints.
+    """
     logs: list[ShotLog] = []
     checkpoint = output.checkpoint if output is not None else None
     if checkpoint is not None:
@@ -221,11 +288,11 @@ def _save(output: RunOutput, session: PruningSession, tokenizer: Any, config: Ru
     output.commit()
 
 
-def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, started: float,
+def _run(config: RunConfig, resolved: ResolvedRun, given: _Inputs, progress: bool, started: float,
          output: RunOutput | None) -> dict:
-    tokenizer, calibration, calibration_info, windows, evaluation_info = _inputs(config, output)
-    model = load_weights(config.model, dtype=config.dtype, device=config.device,
-                         trust_remote_code=config.trust_remote_code)
+    tokenizer, calibration, calibration_info, windows, evaluation_info = _inputs(config, given, output)
+    calibration = my_share(calibration, calibration_info)
+    model = _load(config, given)
     totals: dict[str, float] = {"load": time.perf_counter() - started}
     rss_after_load = peak_rss_mb()  # RSS high-water mark; shots record their own
     evaluate = _Evaluation(config, windows, progress, totals)
@@ -262,9 +329,18 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, started: floa
         report["downstream"] = run_tasks(model, tokenizer, config.downstream)
         totals["downstream"] = report["downstream"]["seconds"]
         log.info("downstream after pruning: %s", accuracy_line(report["downstream"]))
+    comm = current()
+    if comm.distributed:
+        report["distributed"] = {
+            "world_size": comm.size, "backend": comm.backend,
+            "communication": comm.traffic.since(Traffic()),
+            "peak_rss_mb_per_rank": comm.gather_objects(peak_rss_mb()),
+        }
     if output is not None:
         report["resumed_after"] = output.info.get("resumed_after", [])
         _save(output, session, tokenizer, config, report, started)
+    elif config.out and comm.distributed:
+        report["resumed_after"] = []  # what rank 0 writes (resuming is refused under torchrun)
     return report
 
 

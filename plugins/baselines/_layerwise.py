@@ -25,8 +25,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from llm_surgeon.dist import Communicator, current
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.methods import Method, PruningSession, ShotLog
+from llm_surgeon.methods import Method, PruningSession, ShotLog, broadcast_states
 from llm_surgeon.model import ModuleState, PrunableModule
 from llm_surgeon.pruning import InputStatistic, UpdateMode, parse_nm, propagate
 
@@ -191,6 +192,11 @@ class LayerwiseMethod(Method):
                 infos[pm.name] = info
             solver_seconds += time.perf_counter() - start
 
+        comm = current()
+
+        def sync(group: list[PrunableModule], owners: list[int]) -> None:
+            broadcast_states(comm, [states[id(pm.module)] for pm in group], owners)
+
         start = time.perf_counter()
         was_training = session.model.training
         session.model.eval()
@@ -204,6 +210,7 @@ class LayerwiseMethod(Method):
                 include=lambda pm: id(pm.module) in states,
                 true_sequential=self.config.true_sequential,
                 progress=_progress(session, f"{type(self).__name__} shot {shot}"),
+                sync=sync,
             )
         finally:
             session.model.train(was_training)
@@ -211,12 +218,26 @@ class LayerwiseMethod(Method):
         shot_log.seconds["passes"] = total - solver_seconds
         shot_log.seconds["solver"] = solver_seconds
         shot_log.info["layer_passes"] = passes
+        costs, infos = _gathered(comm, costs, infos)
         if costs:
             shot_log.predicted_cost = sum(costs)
         if infos:
             shot_log.info["modules"] = infos
         shot_log.achieved = session.size()
         return shot_log
+
+
+def _gathered(comm: Communicator, costs: list[float], infos: dict[str, dict[str, Any]]
+              ) -> tuple[list[float], dict[str, dict[str, Any]]]:
+    """Every rank's predicted costs and module diagnostics (each module has one owner)."""
+    if not comm.distributed:
+        return costs, infos
+    all_costs: list[float] = []
+    all_infos: dict[str, dict[str, Any]] = {}
+    for part_costs, part_infos in comm.gather_objects((costs, infos)):
+        all_costs += part_costs
+        all_infos.update(part_infos)
+    return all_costs, all_infos
 
 
 @torch.no_grad()

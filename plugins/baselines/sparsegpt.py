@@ -101,6 +101,17 @@ class HessianStatistic:
         self.gram.addmm_(x.T, x)
         self.tokens += x.shape[0]
 
+    def all_reduce(self, comm) -> None:
+        """Sum the Gram matrix and the token count over the ranks of a distributed job.
+
+        Args:
+            comm: the job's :class:`~llm_surgeon.dist.Communicator`.
+        """
+        if self.gram is None:
+            raise ValueError("no inputs were added on this rank")
+        comm.all_reduce_(self.gram, symmetric=True)
+        self.tokens = comm.sum(self.tokens, kind="statistics")
+
     def hessian(self) -> Tensor:
         """``H: (d_in, d_in)``."""
         if self.gram is None or self.tokens == 0:

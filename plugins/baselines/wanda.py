@@ -60,6 +60,15 @@ class ColumnNormStatistic:
         self.sq += x.to(torch.float64).square().sum(dim=0)
         self.tokens += x.shape[0]
 
+    def all_reduce(self, comm) -> None:
+        """Sum the squares and the token count over the ranks of a distributed job.
+
+        Args:
+            comm: the job's :class:`~llm_surgeon.dist.Communicator`.
+        """
+        comm.all_reduce_(self.sq)
+        self.tokens = comm.sum(self.tokens, kind="statistics")
+
     def norms(self) -> Tensor:
         """``||X_j||_2`` for every input ``j``, ``(d_in,)``."""
         return self.sq.sqrt()

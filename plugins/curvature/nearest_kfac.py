@@ -65,6 +65,7 @@ from llm_surgeon.curvature import (
     run_pass,
     statistics_device,
 )
+from llm_surgeon.dist import current
 from llm_surgeon.plugins.curvature.kfac import KFAC_MOMENTS
 
 logger = logging.getLogger(__name__)
@@ -114,11 +115,17 @@ class _PowerStep(TokenObserver):
                 total[r].add_(((y * w[:, None]).T @ y).to(self.store))
 
     def means(self, count: int, dims: list[int]) -> list[Tensor]:
-        """The sums divided (in place) by ``count``: ``(R, d_y, d_y)`` per module (zeros if never seen)."""
+        """The sums divided (in place) by ``count``: ``(R, d_y, d_y)`` per module (zeros if never seen).
+
+        In a distributed job the ranks' sums are all-reduced first (each ``(d_y, d_y)``
+        term is symmetric); ``count`` is the number of tokens over all ranks.
+        """
+        comm = current()
         out = []
         for q, total, d in zip(self.q, self.sums, dims, strict=True):
             if total is None:
                 total = torch.zeros(q.shape[0], d, d, dtype=q.dtype, device=self.store)
+            comm.all_reduce_(total, symmetric=True)
             out.append(total.div_(max(count, 1)))
         self.sums = []
         return out
@@ -247,7 +254,8 @@ class NearestKFACCurvature(CurvatureEstimator):
                 seconds_passes += stats.seconds
                 passes += 1
                 start = time.perf_counter()
-                sums = observer.means(stats.tokens, [layer_dims(pm)[0 if g_step else 1] for pm in modules])
+                tokens = current().sum(stats.tokens, kind="statistics")
+                sums = observer.means(tokens, [layer_dims(pm)[0 if g_step else 1] for pm in modules])
                 observer = None
                 for pm, t in zip(modules, sums, strict=True):
                     check_finite(pm.name, "nearest K-FAC statistics", t)

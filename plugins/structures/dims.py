@@ -76,6 +76,7 @@ class DimsStructure(Structure):
     default_damping_a = 0.1
     needs_couplings = True
     structured = True
+    masks_from_selection = False  # masks_after reads the units candidates() found
 
     def __init__(self, config: DimsConfig | None = None):
         self.config = config or DimsConfig()

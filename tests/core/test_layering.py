@@ -22,7 +22,7 @@ CORE = ROOT / "core"
 PLUGIN_API = {
     "llm_surgeon", "llm_surgeon.curvature", "llm_surgeon.solver", "llm_surgeon.pruning",
     "llm_surgeon.methods", "llm_surgeon.model", "llm_surgeon.data", "llm_surgeon.errors",
-    "llm_surgeon.util", "llm_surgeon.testing", "llm_surgeon.registry",
+    "llm_surgeon.util", "llm_surgeon.testing", "llm_surgeon.registry", "llm_surgeon.dist",
 }
 
 

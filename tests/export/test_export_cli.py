@@ -100,11 +100,14 @@ def test_save_compact_of_an_unstructured_result_is_refused_before_loading(
 
 
 def test_unsupported_architecture_is_named_before_loading(tmp_path, wikitext_dir, no_model_loading, capsys):
+    import torch
+    from safetensors.torch import save_file
     from transformers import GPT2Config
 
     folder = tmp_path / "gpt2"
     GPT2Config(n_embd=16, n_layer=1, n_head=2, vocab_size=50, n_positions=64).save_pretrained(folder)
-    (folder / "model.safetensors").write_bytes(b"")
+    # A readable weights file (corrupt ones are refused first, by the weight-file check).
+    save_file({"wte.weight": torch.zeros(50, 16)}, folder / "model.safetensors")
     assert cli.main(["export", str(folder), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "compact export does not support model_type 'gpt2'" in err and "llama" in err
