@@ -15,6 +15,8 @@ Profiles (``python -m bench list`` prints them):
   unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
 * ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
   structured pruning, the full test set) for any Hugging Face causal LM (``--model``).
+* ``chat``: the ``cpu`` protocol calibrated on WikiText-2, on self-generated chat and on
+  a 50/50 mix, with fidelity checks (KL to dense, greedy match, question accuracy).
 """
 
 from __future__ import annotations
@@ -38,12 +40,14 @@ class Profile:
         base: ``RunConfig`` fields shared by every run (nested dicts for
             ``calibration``, ``evaluation`` and ``lora``).
         runs: per run, ``{"id": ..., **overrides}``; overrides are merged into ``base``.
+        figures: draw the profile's figures (perplexity against size, sparsity...).
     """
 
     name: str
     description: str
     base: dict[str, Any]
     runs: tuple[dict[str, Any], ...]
+    figures: bool = True
 
 
 @attrs.frozen
@@ -179,7 +183,32 @@ def _paper() -> Profile:
     )
 
 
-_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "paper": _paper}
+#: Calibrations of the ``chat`` profile: run-id tag -> calibration dataset.
+CHAT_CALIBRATIONS = {"wikitext2": "wikitext2", "chat": "chat", "mix": "wikitext2:0.5,chat:0.5"}
+
+
+def _chat() -> Profile:
+    runs = []
+    for method, structure, target in (("surgeon", "row-col", 0.8), ("surgeon", "element", 0.5),
+                                      ("sparsegpt", "element", 0.5), ("surgeon", "2:4", 0.5),
+                                      ("sparsegpt", "2:4", 0.5)):
+        for tag, dataset in CHAT_CALIBRATIONS.items():
+            entry = _run(method, structure, target, _shots(method, 5), tag=tag)
+            entry["calibration"] = {"data": {"dataset": dataset}}
+            runs.append(entry)
+    base = _base(nsamples=32, cal_seqlen=512, windows=64)
+    base["fidelity"] = {"enabled": True}
+    return Profile(
+        name="chat",
+        description="cpu protocol calibrated on WikiText-2, self-generated chat and a 50/50 mix, "
+                    "with fidelity checks (hours on 2 cores)",
+        base=base,
+        runs=tuple(runs),
+        figures=False,
+    )
+
+
+_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "paper": _paper, "chat": _chat}
 
 
 def names() -> list[str]:

@@ -1,13 +1,28 @@
-"""``llm-surgeon eval``: perplexity of a model on non-overlapping windows of a split."""
+"""``llm-surgeon eval``: perplexity on non-overlapping windows of a split, and fidelity checks.
+
+With ``--fidelity`` it also measures agreement with a dense reference (``--reference``,
+by default the model a pruned output folder was pruned from, read from its
+``run_config.json``) and accuracy on the bundled questions.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 import time
+from pathlib import Path
+from typing import Any
 
-from llm_surgeon.cli.options import add_data_arguments, disable_library_progress_bars
-from llm_surgeon.data.config import DataConfig, EvalConfig
+from llm_surgeon.cli.options import (
+    add_data_arguments,
+    add_fidelity_arguments,
+    disable_library_progress_bars,
+    fidelity_overrides,
+    format_fidelity,
+)
+from llm_surgeon.data.config import DataConfig, EvalConfig, FidelityConfig
 from llm_surgeon.errors import ConfigError, validation_message
 
 logger = logging.getLogger(__name__)
@@ -33,6 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the checkpoint")
     parser.add_argument("--json", metavar="OUT", default=None, help="also write the result as JSON to OUT")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_fidelity_arguments(parser)
+    parser.add_argument("--reference", metavar="DENSE", default=None,
+                        help="--fidelity: the dense model to compare with (default: the `model` of "
+                        "MODEL/run_config.json, for a pruned output folder)")
     parser.set_defaults(func=run)
 
 
@@ -48,7 +67,38 @@ def _eval_config(args: argparse.Namespace) -> EvalConfig:
         raise ConfigError(validation_message(exc)) from None
 
 
-def _validate(args: argparse.Namespace, ev: EvalConfig) -> None:
+def _fidelity_config(args: argparse.Namespace) -> FidelityConfig | None:
+    overrides = fidelity_overrides(args)
+    if not overrides.pop("enabled", False):
+        if overrides or args.reference:
+            raise ConfigError("--fidelity-* and --reference need --fidelity")
+        return None
+    try:
+        return FidelityConfig(enabled=True, **overrides)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(validation_message(exc)) from None
+
+
+def recorded_dense(spec: str) -> str | None:
+    """The model a pruned output folder was pruned from (``run_config.json``), if any."""
+    try:
+        config = json.loads((Path(spec).expanduser() / "run_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    model = config.get("model") if isinstance(config, dict) else None
+    return model if isinstance(model, str) else None
+
+
+def _check_model(spec: str, trust_remote_code: bool, fidelity: bool) -> None:
+    from llm_surgeon.model.loading import has_chat_template, load_model_config
+
+    load_model_config(spec, trust_remote_code=trust_remote_code)
+    if fidelity and has_chat_template(spec) is False:
+        raise ConfigError(f"{spec!r} has no chat template, which --fidelity needs (it renders the "
+                          "prompts with the model's own template); use a chat or instruct model")
+
+
+def _validate(args: argparse.Namespace, ev: EvalConfig, fidelity: FidelityConfig | None) -> None:
     """Check everything before any weights are loaded."""
     from llm_surgeon.model.loading import context_length, load_model_config
     from llm_surgeon.run.validate import check_data, check_device
@@ -57,54 +107,80 @@ def _validate(args: argparse.Namespace, ev: EvalConfig) -> None:
     check_data(ev.data, "evaluation")
     torch_dtype(args.dtype)
     check_device(args.device)
-    model_config = load_model_config(args.model, trust_remote_code=args.trust_remote_code)
-    limit = context_length(model_config)
+    _check_model(args.model, args.trust_remote_code, fidelity is not None)
+    if fidelity is not None and args.reference:
+        _check_model(args.reference, args.trust_remote_code, True)
+    limit = context_length(load_model_config(args.model, trust_remote_code=args.trust_remote_code))
     if limit is not None and ev.seqlen > limit:
         raise ConfigError(f"seqlen {ev.seqlen} is longer than the model's context ({limit} tokens)")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load the model, evaluate, print and optionally write JSON."""
+def _reference(args: argparse.Namespace, fidelity: FidelityConfig, stack: contextlib.ExitStack,
+               progress: bool) -> tuple[Any, dict[str, Any]]:
+    """The dense reference (``None`` without one) and its info, computed before MODEL loads."""
+    from llm_surgeon.model.loading import load_model, load_tokenizer
+    from llm_surgeon.run.chat import dense_reference
+    from llm_surgeon.run.ppl_cache import model_identity
+
+    spec = args.reference or recorded_dense(args.model)
+    if spec is None:
+        logger.warning("no --reference and no run_config.json in %s: questions only", args.model)
+        return None, {}
+    tokenizer = load_tokenizer(args.model, trust_remote_code=args.trust_remote_code)
+    kwargs = dict(dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code)
+    reference, info = stack.enter_context(dense_reference(
+        model_identity(spec, args.dtype, args.device), fidelity, tokenizer,
+        lambda: load_model(spec, **kwargs), progress=progress))
+    return reference, {**info, "model": spec}
+
+
+def _perplexity(model, tokenizer, ev: EvalConfig, args: argparse.Namespace) -> dict[str, Any]:
     from llm_surgeon.data import perplexity
     from llm_surgeon.data.text import load_text
     from llm_surgeon.data.windows import eval_windows
+
+    _, data_info = load_text(ev.data)
+    windows = eval_windows(tokenizer, ev)
+    start = time.perf_counter()
+    ppl = perplexity(model, windows, batch_size=ev.batch_size, progress=not args.no_progress)
+    result = {"dataset": data_info["dataset"], "split": data_info["split_used"],
+              "source": data_info["source"], "seqlen": ev.seqlen, "windows": int(windows.shape[0]),
+              "tokens": int(windows.numel()), "perplexity": ppl,
+              "seconds_eval": time.perf_counter() - start}
+    print(f"perplexity {ppl:.4f}  ({result['windows']} windows x {ev.seqlen} tokens, "
+          f"{result['dataset']} {result['split']}, {result['seconds_eval']:.1f} s)")
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the model, evaluate, print and optionally write JSON."""
+    from llm_surgeon.data.fidelity import measure_fidelity
     from llm_surgeon.model.loading import load_model
     from llm_surgeon.util.io import write_json
     from llm_surgeon.util.resources import library_versions, peak_rss_mb
 
     ev = _eval_config(args)
-    _validate(args, ev)
+    fidelity = _fidelity_config(args)
+    _validate(args, ev, fidelity)
     if args.no_progress:
         disable_library_progress_bars()
     start = time.perf_counter()
-    _, data_info = load_text(ev.data)
-    model, tokenizer = load_model(
-        args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
-    )
-    windows = eval_windows(tokenizer, ev)
-    eval_start = time.perf_counter()
-    ppl = perplexity(model, windows, batch_size=ev.batch_size, progress=not args.no_progress)
-    end = time.perf_counter()
-    result = {
-        "model": args.model,
-        "dataset": data_info["dataset"],
-        "split": data_info["split_used"],
-        "source": data_info["source"],
-        "seqlen": ev.seqlen,
-        "windows": int(windows.shape[0]),
-        "tokens": int(windows.numel()),
-        "perplexity": ppl,
-        "dtype": args.dtype,
-        "device": args.device,
-        "seconds_eval": end - eval_start,
-        "seconds_total": end - start,
-        "peak_rss_mb": peak_rss_mb(),
-        "versions": library_versions(),
-    }
-    print(
-        f"perplexity {ppl:.4f}  ({result['windows']} windows x {ev.seqlen} tokens, "
-        f"{result['dataset']} {result['split']}, {result['seconds_eval']:.1f} s)"
-    )
+    result: dict[str, Any] = {"model": args.model}
+    with contextlib.ExitStack() as stack:
+        reference, reference_info = (_reference(args, fidelity, stack, not args.no_progress)
+                                     if fidelity else (None, {}))
+        model, tokenizer = load_model(
+            args.model, dtype=args.dtype, device=args.device, trust_remote_code=args.trust_remote_code
+        )
+        result.update(_perplexity(model, tokenizer, ev, args))
+        if fidelity is not None:
+            result["fidelity"] = measure_fidelity(model, tokenizer, fidelity, reference,
+                                                  progress=not args.no_progress)
+            result["fidelity"]["reference"] = reference_info or None
+            print(f"fidelity {format_fidelity(result['fidelity'])}"
+                  + (f"  (reference {reference_info['model']})" if reference_info else ""))
+    result.update(dtype=args.dtype, device=args.device, seconds_total=time.perf_counter() - start,
+                  peak_rss_mb=peak_rss_mb(), versions=library_versions())
     if args.json:
         write_json(args.json, result)
         logger.info("wrote %s", args.json)

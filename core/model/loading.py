@@ -9,6 +9,7 @@ Weights are only read from safetensors or GGUF files: pickled checkpoints
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,6 +186,43 @@ def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedC
     return copy.deepcopy(_CONFIG_CACHE[key])
 
 
+#: (source, file identity) -> whether the tokenizer has a chat template.
+_TEMPLATE_CACHE: dict[tuple, bool] = {}
+
+
+def _folder_has_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("chat_template"))
+
+
+def _gguf_has_template(path: Path) -> bool:
+    import gguf
+
+    return "tokenizer.chat_template" in gguf.GGUFReader(path).fields
+
+
+def has_chat_template(spec: str) -> bool | None:
+    """Whether the model's tokenizer has a chat template, read without loading weights.
+
+    From ``tokenizer_config.json`` / ``chat_template.jinja`` of a folder, or the GGUF
+    metadata; ``None`` for a hub model (known only once its tokenizer is loaded).
+    """
+    source = resolve_model_path(spec)
+    if source.kind == "hub":
+        return None
+    key = (source, _file_identity(source))
+    if key not in _TEMPLATE_CACHE:
+        folder = Path(source.path)
+        _TEMPLATE_CACHE[key] = (_gguf_has_template(folder / source.gguf_file) if source.gguf_file
+                                else _folder_has_template(folder))
+    return _TEMPLATE_CACHE[key]
+
+
 def context_length(config: PretrainedConfig) -> int | None:
     """The longest sequence the model was built for, if its config says."""
     for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
@@ -209,6 +247,17 @@ def _strip_quantization(model: nn.Module) -> None:
             delattr(config, key)
 
 
+def _tokenizer(source: ModelSource, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    return _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
+
+
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The model's tokenizer only (no weights are read)."""
+    return _tokenizer(resolve_model_path(spec), trust_remote_code)
+
+
 def load_model(
     spec: str,
     *,
@@ -227,7 +276,7 @@ def load_model(
     Returns:
         ``(model, tokenizer)``.
     """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     source = resolve_model_path(spec)
     _check_no_pickles(source)
@@ -236,7 +285,7 @@ def load_model(
         kwargs["use_safetensors"] = True
     logger.info("loading model %s (%s)", spec, source.kind)
     model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
-    tokenizer = _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
+    tokenizer = _tokenizer(source, trust_remote_code)
     if source.kind == "gguf":
         _strip_quantization(model)
     model.to(device)

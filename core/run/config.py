@@ -15,13 +15,20 @@ import cattrs
 from attrs import validators as v
 from cattrs.v import format_exception
 
-from llm_surgeon.data.config import CalibrationConfig, DataConfig, EvalConfig
+from llm_surgeon.data.config import (
+    CalibrationConfig,
+    ChatConfig,
+    DataConfig,
+    EvalConfig,
+    FidelityConfig,
+)
 from llm_surgeon.errors import ConfigError, validation_message
 from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.pruning.nm import check_nm
 from llm_surgeon.util.validators import fraction
 
-__all__ = ["CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings", "RunConfig"]
+__all__ = ["CalibrationConfig", "ChatConfig", "DataConfig", "EvalConfig", "FidelityConfig", "LoraSettings",
+           "RunConfig"]
 
 
 @attrs.frozen
@@ -44,6 +51,7 @@ class RunConfig:
         dtype: model dtype during pruning (``float32``, ``bfloat16``...).
         curvature_device: where curvature statistics and factors live (``None``: with the
             model); an estimator's own ``device`` option takes precedence.
+        fidelity: agreement with the dense model and question accuracy after pruning.
         out: output folder; ``None`` writes nothing.
         save_model: whether to save the pruned model in ``out``.
         trust_remote_code: passed to transformers when loading.
@@ -65,6 +73,7 @@ class RunConfig:
     calibration: CalibrationConfig = attrs.field(factory=CalibrationConfig)
     evaluation: EvalConfig = attrs.field(factory=EvalConfig)
     lora: LoraSettings = attrs.field(factory=LoraSettings)
+    fidelity: FidelityConfig = attrs.field(factory=FidelityConfig)
     device: str = "cpu"
     dtype: str = "float32"
     curvature_device: str | None = None

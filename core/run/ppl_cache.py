@@ -19,7 +19,8 @@ from llm_surgeon.model.loading import ModelSource, resolve_model_path
 from llm_surgeon.run.config import RunConfig
 
 
-def _folder() -> Path | None:
+def cache_folder() -> Path | None:
+    """The cache folder, or ``None`` when ``LLM_SURGEON_CACHE`` switches caching off."""
     setting = os.environ.get("LLM_SURGEON_CACHE", "")
     if setting.lower() in {"off", "0", "false", "no"}:
         return None
@@ -38,24 +39,35 @@ def model_files(source: ModelSource) -> list[Path]:
     return sorted([folder / "config.json", *folder.glob("*.safetensors")])
 
 
-def key(config: RunConfig, windows: Tensor) -> str | None:
-    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder."""
+def model_identity(spec: str, dtype: str, device: str) -> list | None:
+    """What identifies a local model's outputs: its files (path, size, mtime), dtype, device type.
+
+    ``None`` if the model is not a local file or folder (a hub model may change).
+    """
     try:
-        source = resolve_model_path(config.model)
+        source = resolve_model_path(spec)
         if source.kind == "hub":
             return None
         files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in model_files(source)]
     except (OSError, ConfigError):
         return None
+    return [files, dtype, device.split(":")[0]]
+
+
+def key(config: RunConfig, windows: Tensor) -> str | None:
+    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder."""
+    identity = model_identity(config.model, config.dtype, config.device)
+    if identity is None:
+        return None
     h = hashlib.sha256()
-    h.update(json.dumps([files, config.dtype, config.device.split(":")[0]]).encode())
+    h.update(json.dumps(identity).encode())
     h.update(windows.cpu().numpy().tobytes())
     return h.hexdigest()
 
 
 def get(cache_key: str | None) -> float | None:
     """The cached perplexity for ``cache_key``, if any."""
-    folder = _folder()
+    folder = cache_folder()
     if cache_key is None or folder is None:
         return None
     try:
@@ -66,7 +78,7 @@ def get(cache_key: str | None) -> float | None:
 
 def put(cache_key: str | None, ppl: float) -> None:
     """Remember ``ppl`` under ``cache_key`` (best effort)."""
-    folder = _folder()
+    folder = cache_folder()
     if cache_key is None or folder is None:
         return
     try:

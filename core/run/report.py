@@ -43,6 +43,7 @@ def build_report(
     totals: dict[str, float],
     started: float,
     final_lora: dict[str, Any] | None,
+    fidelity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of a finished run (``seconds_total`` and ``peak_rss_mb`` as of now)."""
     return {
@@ -64,6 +65,7 @@ def build_report(
         "evaluation": unstructure(config.evaluation),
         "ppl_before": ppl_before,
         "ppl_after": ppl_after,
+        "fidelity": fidelity,
         "shot_log": [unstructure(s) for s in shot_logs],
         "lora_final": final_lora,
         "modules": module_table(session),

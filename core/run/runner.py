@@ -32,13 +32,17 @@ from llm_surgeon.model.loading import load_model, save_model
 from llm_surgeon.model.state import ModuleState
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.run import ppl_cache
+from llm_surgeon.run.chat import calibration_conversations, fidelity_check
 from llm_surgeon.run.config import RunConfig
 from llm_surgeon.run.report import build_report
 from llm_surgeon.run.validate import ResolvedRun, validate_run
-from llm_surgeon.util.io import atomic_output, check_output_folder, write_json
+from llm_surgeon.util.io import atomic_output, check_output_folder, write_json, write_jsonl
 from llm_surgeon.util.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
+
+#: The calibration conversations in the output folder (``chat`` calibration).
+CONVERSATIONS_FILE = "calibration_conversations.jsonl"
 
 
 def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
@@ -127,46 +131,74 @@ def _log_shot(session: PruningSession, shot_log: ShotLog) -> None:
              shot_log.target, shot_log.achieved)
 
 
+def _calibration(config: RunConfig, model: nn.Module, tokenizer, identity: list | None, progress: bool,
+                 totals: dict[str, float]) -> tuple[Tensor, dict[str, Any], list[dict] | None]:
+    """Calibration windows, their info and the chat conversations (``None`` without chat)."""
+    records, chat_info = calibration_conversations(config.calibration, model, tokenizer, identity,
+                                                   progress=progress)
+    if "seconds" in chat_info:
+        totals["generation"] = chat_info["seconds"]
+    conversations = [r["messages"] for r in records] if records is not None else None
+    calibration, info = calibration_windows(tokenizer, config.calibration, conversations=conversations)
+    if chat_info:
+        info["conversations"] = {**chat_info, **info.get("conversations", {})}
+    if info.get("note"):
+        log.warning("%s", info["note"])
+    return calibration, info, records
+
+
 def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bool, started: float) -> dict:
     model, tokenizer = load_model(config.model, dtype=config.dtype, device=config.device,
                                   trust_remote_code=config.trust_remote_code)
     totals: dict[str, float] = {"load": time.perf_counter() - started}
     rss_after_load = peak_rss_mb()  # RSS high-water mark; shots record their own
-    calibration, calibration_info = calibration_windows(tokenizer, config.calibration)
-    if calibration_info.get("note"):
-        log.warning("%s", calibration_info["note"])
+    identity = ppl_cache.model_identity(config.model, config.dtype, config.device)
+    calibration, calibration_info, conversations = _calibration(config, model, tokenizer, identity,
+                                                                progress, totals)
     windows = eval_windows(tokenizer, config.evaluation) if config.evaluation.enabled else None
     evaluate = _Evaluation(config, windows, progress, totals)
     ppl_before = evaluate.dense(model)
 
-    method, session = build_session(config, resolved, model, calibration, progress)
-    shot_logs = run_shots(method, session, hooks=[lora_hook, evaluate.every_shot, _log_shot])
-    for shot_log in shot_logs:
-        for phase, secs in shot_log.seconds.items():
-            if phase != "total":
-                totals[phase] = totals.get(phase, 0.0) + secs
+    with fidelity_check(config.fidelity, identity, model, tokenizer, totals,
+                        progress=progress) as measure_fidelity:
+        method, session = build_session(config, resolved, model, calibration, progress)
+        shot_logs = run_shots(method, session, hooks=[lora_hook, evaluate.every_shot, _log_shot])
+        for shot_log in shot_logs:
+            for phase, secs in shot_log.seconds.items():
+                if phase != "total":
+                    totals[phase] = totals.get(phase, 0.0) + secs
 
-    final_lora = None
-    if config.lora.enabled and config.lora.final_steps > 0:
-        final_lora = finetune(session, config.lora, phase="final", steps=config.lora.final_steps)
-        totals["lora"] = totals.get("lora", 0.0) + final_lora.get("seconds", 0.0)
+        final_lora = None
+        if config.lora.enabled and config.lora.final_steps > 0:
+            final_lora = finetune(session, config.lora, phase="final", steps=config.lora.final_steps)
+            totals["lora"] = totals.get("lora", 0.0) + final_lora.get("seconds", 0.0)
 
-    ppl_after = None
-    if windows is not None:
-        ppl_after, seconds = evaluate(model)
-        totals["eval"] = totals.get("eval", 0.0) + seconds
-        log.info("perplexity after pruning: %.3f", ppl_after)
+        ppl_after = None
+        if windows is not None:
+            ppl_after, seconds = evaluate(model)
+            totals["eval"] = totals.get("eval", 0.0) + seconds
+            log.info("perplexity after pruning: %.3f", ppl_after)
+        fidelity = measure_fidelity()
 
     report = build_report(config, resolved, session, shot_logs, calibration_info=calibration_info,
                           ppl_before=ppl_before, ppl_after=ppl_after, totals=totals, started=started,
-                          final_lora=final_lora)
+                          final_lora=final_lora, fidelity=fidelity)
     report["peak_rss_mb_after"] = {"load": rss_after_load}
     if config.out:
-        with atomic_output(config.out, overwrite=overwrite) as folder:
-            if config.save_model:
-                save_model(model, tokenizer, folder)
-            write_json(Path(folder) / "run_config.json", config.to_dict())
-            report["seconds_total"] = time.perf_counter() - started
-            report["peak_rss_mb"] = peak_rss_mb()
-            write_json(Path(folder) / "report.json", report)
+        _write_outputs(config, overwrite, model, tokenizer, report, conversations, started)
     return report
+
+
+def _write_outputs(config: RunConfig, overwrite: bool, model: nn.Module, tokenizer, report: dict[str, Any],
+                   conversations: list[dict] | None, started: float) -> None:
+    """The output folder, atomically: model, ``run_config.json``, conversations, ``report.json``."""
+    with atomic_output(config.out, overwrite=overwrite) as folder:
+        if config.save_model:
+            save_model(model, tokenizer, folder)
+        write_json(Path(folder) / "run_config.json", config.to_dict())
+        if conversations is not None:
+            write_jsonl(Path(folder) / CONVERSATIONS_FILE, conversations)
+            report["calibration"]["conversations"]["file"] = CONVERSATIONS_FILE
+        report["seconds_total"] = time.perf_counter() - started
+        report["peak_rss_mb"] = peak_rss_mb()
+        write_json(Path(folder) / "report.json", report)

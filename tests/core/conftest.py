@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import types
+from pathlib import Path
 
 import attrs
 import pytest
+from chat_templates import TEMPLATE
 
 from llm_surgeon.registry import hookimpl
 
@@ -113,3 +116,28 @@ def fake_runner(monkeypatch):
     runner.prune = prune
     monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
     return calls
+
+
+# -- tiny chat models (chat calibration and fidelity tests) ------------------------
+
+@pytest.fixture(scope="session")
+def chat_tokenizer(tiny_tokenizer):
+    """The tiny tokenizer with :data:`TEMPLATE` (a copy: the session's tokenizer stays template-free)."""
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = TEMPLATE
+    return tok
+
+
+@pytest.fixture(scope="session")
+def chat_model(make_tiny_model):
+    """A tiny random Llama with room for rendered prompts (512 positions)."""
+    return make_tiny_model("llama", max_position_embeddings=512)
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(tmp_path_factory, chat_model, chat_tokenizer) -> Path:
+    """:func:`chat_model` and :func:`chat_tokenizer` saved as a Hugging Face folder."""
+    folder = tmp_path_factory.mktemp("tiny-chat-llama")
+    chat_model.save_pretrained(folder)
+    chat_tokenizer.save_pretrained(folder)
+    return folder
