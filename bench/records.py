@@ -18,6 +18,7 @@ same share with model loading left out of the total.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import hashlib
 import json
@@ -55,13 +56,36 @@ def _strip_locations(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+#: Settings added after records existed (path in the config): left out of a run's key
+#: while they are at their defaults, so that older records keep their keys.
+_ADDED_LATER = (("fidelity",), ("calibration", "chat"))
+
+
+def _drop_added_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    from llm_surgeon.run.config import RunConfig
+
+    defaults = RunConfig(model="_").to_dict()
+    config = copy.deepcopy(config)
+    for *parents, leaf in _ADDED_LATER:
+        section, default = config, defaults
+        for key in parents:
+            section, default = section.get(key), default[key]
+            if not isinstance(section, dict):
+                break
+        else:
+            if section.get(leaf, default[leaf]) == default[leaf]:
+                section.pop(leaf, None)
+    return config
+
+
 def run_key(profile: str, run_id: str, config: dict[str, Any]) -> str:
     """Hash of what a run computes: profile, run id and settings (not data/output folders).
 
     ``config`` should be the full dictionary of ``RunConfig.to_dict()`` so that defaults
-    are part of the key.
+    are part of the key (except those of settings added later, :data:`_ADDED_LATER`).
     """
-    payload = {"profile": profile, "run_id": run_id, "config": _strip_locations(config)}
+    payload = {"profile": profile, "run_id": run_id,
+               "config": _drop_added_defaults(_strip_locations(config))}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -13,8 +13,8 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data", default=None, metavar="NAME",
         help="dataset: wikitext2 (default) or text (local text files given by --data-dir); "
-        "prune also takes chat (calibration on conversations in the model's chat template) and "
-        "mixtures such as wikitext2:0.5,chat:0.5",
+        "for calibration (prune, compare) also chat (conversations in the model's chat "
+        "template) and mixtures such as wikitext2:0.5,chat:0.5",
     )
     parser.add_argument(
         "--data-dir", default=None, metavar="DIR",

@@ -154,3 +154,22 @@ def test_self_generated_conversations_are_cached(chat_model, chat_tokenizer, cha
     other = CalibrationConfig(data=cal.data, chat=ChatConfig(max_prompts=3, max_new_tokens=5))
     with pytest.raises(AssertionError, match="generated again"):  # other settings, other key
         calibration_conversations(other, chat_model, chat_tokenizer, identity, progress=False)
+
+
+@pytest.mark.parametrize(("spec", "evaluated"), [("chat", "wikitext2"), ("wikitext2:0.5,chat:0.5", "wikitext2"),
+                                                 ("text:0.3,chat:0.7", "text")])
+def test_data_flag_calibrates_on_the_spec_and_evaluates_on_its_text(spec, evaluated):
+    from llm_surgeon.cli import build_parser
+    from llm_surgeon.cli.compare import _base
+    from llm_surgeon.cli.prune import build_config
+
+    args = build_parser().parse_args(["prune", "m", "--data", spec, "--chat-prompts", "40", "--chat-tokens", "64",
+                                      "--fidelity", "--fidelity-tokens", "16"])
+    config = build_config(args)
+    assert config.calibration.data.dataset == spec and config.evaluation.data.dataset == evaluated
+    assert config.calibration.chat == ChatConfig(max_prompts=40, max_new_tokens=64)
+    assert config.fidelity.enabled and config.fidelity.response_tokens == 16
+    base = _base(build_parser().parse_args(["compare", "m", "--data", spec, "--methods", "magnitude",
+                                            "--out", "o"]))
+    assert base["calibration"]["data"]["dataset"] == spec
+    assert base["evaluation"]["data"].get("dataset", "wikitext2") == evaluated
