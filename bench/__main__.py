@@ -6,6 +6,9 @@
     python -m bench run PROFILE [--only PATTERN] [--dry-run] [--force] [--model PATH]
                                 [--data-dir DIR] [--device DEV] [--results DIR]
     python -m bench render [--results DIR] [--profile NAME ...]
+    python -m bench deploy {prune,measure,render} ...   (see bench/deploy.py)
+    python -m bench passes [--profile cpu] [--rounds N] [--data-dir DIR]
+    python -m bench chunks [--factors FILE] [--layers 2,14,27] [--variants ...]
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from bench import profiles, records, render, runner
+from bench import chunks, passes, profiles, records, render, runner
 
 #: Environment variable with a local WikiText-2 folder, used when ``--data-dir`` is not given.
 DATA_DIR_ENV = "BENCH_DATA_DIR"
@@ -55,7 +58,53 @@ def _parser() -> argparse.ArgumentParser:
     p_render.add_argument("--readme", type=Path, metavar="FILE",
                           help="also rewrite the '<!-- bench:PROFILE:start/end -->' blocks of FILE "
                                "with each profile's table and figures")
+    _deploy_parser(sub)
+    passes.add_parser(sub, runner.DEFAULT_RESULTS, DATA_DIR_ENV)
+    chunks.add_parser(sub, runner.DEFAULT_RESULTS, DATA_DIR_ENV)
     return parser
+
+
+def _deploy_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("deploy", help="size, memory and speed of dense, zeroed and compact models")
+    p.add_argument("action", choices=["prune", "measure", "render"])
+    p.add_argument("--work", type=Path, help="folder of the zeroed, dense and compact models")
+    p.add_argument("--pruned", action="append", metavar="NAME=DIR",
+                   help="a zeroed model to measure (default: the DEPLOY_RUNS found in --work)")
+    p.add_argument("--model", default=profiles.DEFAULT_MODEL, help="the dense model (smollm2-135m)")
+    p.add_argument("--data-dir", metavar="DIR", default=os.environ.get(DATA_DIR_ENV))
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--windows", type=int, default=64, help="evaluation windows for the logit check")
+    p.add_argument("--results", type=Path, default=runner.DEFAULT_RESULTS)
+    p.add_argument("--readme", type=Path, metavar="FILE", help="render: also the README's deploy block")
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from bench import deploy, deploy_render
+
+    if args.action == "render":
+        print(deploy_render.render(args.results, args.readme))
+        return 0
+    if args.work is None:
+        print("--work is required", file=sys.stderr)
+        return 2
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.action == "prune":
+        print("\n".join(deploy.prune_all(args.work, args.data_dir, args.model)))
+        return 0
+    pruned = dict(item.split("=", 1) for item in args.pruned or [])
+    if not pruned:
+        pruned = {n: str(args.work / n) for n in deploy.DEPLOY_RUNS if (args.work / n / "report.json").is_file()}
+    if not pruned:
+        print(f"no zeroed model in {args.work}; run `deploy prune` or give --pruned", file=sys.stderr)
+        return 2
+    path = deploy.measure(args.work, {n: Path(d) for n, d in pruned.items()}, dense_spec=args.model,
+                          data_dir=args.data_dir, threads=args.threads, repeats=args.repeats,
+                          windows=args.windows, results_dir=args.results)
+    print(path)
+    deploy_render.render(args.results)
+    print(deploy_render.table(deploy.latest(args.results)))
+    return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -117,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render}
+    commands = {"list": _cmd_list, "run": _cmd_run, "render": _cmd_render, "deploy": _cmd_deploy,
+                "passes": passes.main, "chunks": chunks.main}
     return commands[args.command](args)
 
 

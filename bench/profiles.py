@@ -13,6 +13,12 @@ Profiles (``python -m bench list`` prints them):
   tokens, 2 shots, 32 test windows of 512).
 * ``cpu``: 32 x 512 calibration tokens, 64 test windows of 512; the structured,
   unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
+* ``gemma3``: the ``cpu`` protocol on Gemma 3 270M (``gemma3-270m``).
+* ``dims``: the ``cpu`` protocol at real (compact-export) sizes: ``row-col`` with
+  propagation and ``size: real`` against the ``dims`` structure (surgeon, kobd, magnitude).
+* ``ablations``: SmolLM2-135M, the ``cpu`` protocol; one setting of surgeon changed at a
+  time (nearest-K-FAC ranks, shots, Fisher type, calibration size, damping, element chunks),
+  listed in the order of their value (the order they are run in).
 * ``paper``: the paper's settings (128 x 2048 calibration tokens, 40 shots for
   structured pruning, the full test set) for any Hugging Face causal LM (``--model``).
 * ``chat``: the ``cpu`` protocol calibrated on WikiText-2, on self-generated chat and on
@@ -76,12 +82,14 @@ def _base(nsamples: int, cal_seqlen: int, windows: int | None, eval_seqlen: int 
 
 
 def _run(method: str, structure: str, target: float, shots: int = 1, *, lora: bool = False,
-         every_shot: bool = False, tag: str = "") -> dict[str, Any]:
+         every_shot: bool = False, tag: str = "", options: dict[str, Any] | None = None) -> dict[str, Any]:
     """One run entry; its id reads ``method-structure-target[-tag]``."""
     short = structure.replace(":", "of").replace("row-col", "rowcol")
     run_id = f"{method}-{short}-{target:g}" + (f"-{tag}" if tag else "")
     entry: dict[str, Any] = {"id": run_id, "method": method, "structure": structure,
                              "target_size": target, "shots": shots}
+    if options:
+        entry["structure_options"] = dict(options)
     if lora:
         entry["lora"] = {"enabled": True}
     if every_shot:
@@ -164,6 +172,98 @@ def _cpu() -> Profile:
     )
 
 
+def _gemma3() -> Profile:
+    """The ``cpu`` protocol on Gemma 3 270M, in the order the runs matter most."""
+    order = (("surgeon", "row-col", 0.8), ("sparsegpt", "element", 0.5), ("wanda", "element", 0.5),
+             ("surgeon", "element", 0.5), ("surgeon", "2:4", 0.5), ("sparsegpt", "2:4", 0.5),
+             ("wanda", "2:4", 0.5))
+    base = _base(nsamples=32, cal_seqlen=512, windows=64)
+    base["model"] = "gemma3-270m"
+    return Profile(
+        name="gemma3",
+        description="Gemma 3 270M (Q4_K_M GGUF) with the cpu protocol: surgeon row-col 0.8, element "
+                    "0.5, 2:4; sparsegpt and wanda 0.5 and 2:4 (hours on 2 cores)",
+        base=base,
+        runs=tuple(_run(m, st, t, _shots(m, 5)) for m, st, t in order),
+    )
+
+
+def _dims() -> Profile:
+    """The ``cpu`` protocol at real sizes: row-col with propagation against ``dims``."""
+    shots = 5
+    runs: list[dict[str, Any]] = []
+    # The 0.8 row first: if time is short, it is the one comparison that exists.
+    for target in (0.8, 0.9, 0.7):
+        runs.append(_run("surgeon", "row-col", target, shots, tag="real", options={"size": "real"}))
+        for method in ("surgeon", "kobd", "magnitude"):
+            runs.append(_run(method, "dims", target, _shots(method, shots)))
+    return Profile(
+        name="dims",
+        description="the cpu protocol at real (compact-export) sizes 0.9 / 0.8 / 0.7: surgeon row-col "
+                    "(with propagation) against surgeon, kobd and magnitude dims (hours on 2 cores)",
+        base=_base(nsamples=32, cal_seqlen=512, windows=64),
+        runs=tuple(runs),
+    )
+
+
+def _ablation(tag: str, structure: str = "row-col", target: float = 0.8, shots: int = 5,
+              **override: Any) -> dict[str, Any]:
+    """One surgeon run of the ``ablations`` profile: the cpu protocol with ``override``."""
+    return {**_run("surgeon", structure, target, shots, tag=tag), **override}
+
+
+def _nearest(rank: int) -> dict[str, Any]:
+    return {"curvature": "nearest-kfac", "curvature_options": {"rank": rank}}
+
+
+def _registered(structure: str) -> bool:
+    from llm_surgeon.registry import Kind, get_registry
+
+    return structure in get_registry().names(Kind.STRUCTURE)
+
+
+def _dims_lora() -> list[dict[str, Any]]:
+    """The LoRA comparison for the dependency-aware ``dims`` structure, with its own control.
+
+    As in ``cpu``: surgeon with and without LoRA at size 0.8, and the same LoRA phases on the
+    unpruned model (size 1.0, nothing removed). Included once ``dims`` is registered.
+    """
+    if not _registered("dims"):
+        return []
+    return [_run("surgeon", "dims", 0.8, 5), _run("surgeon", "dims", 0.8, 5, lora=True, tag="lora"),
+            _run("magnitude", "dims", 1.0, 5, lora=True, tag="lora")]
+
+
+def _ablations() -> Profile:
+    # Ordered by value: the runs are made one at a time in this order.
+    runs = [
+        _ablation("kfac"),
+        _ablation("nkfac-r1", **_nearest(1)),
+        _ablation("nkfac-r2", **_nearest(2)),
+        _ablation("shots1", shots=1),
+        _ablation("shots10", shots=10),
+        _ablation("calib8", calibration={"nsamples": 8}),
+        _ablation("calib128", calibration={"nsamples": 128}),
+        _ablation("damp0.03", damping_g=0.03, damping_a=0.03),
+        _ablation("damp0.3", damping_g=0.3, damping_a=0.3),
+        _ablation("sampled", curvature_options={"fisher_type": "sampled"}),
+        _ablation("kfac", "element", 0.5),
+        _ablation("chunkrow", "element", 0.5, structure_options={"chunk_size": "row"}),
+        _ablation("chunk1024", "element", 0.5, structure_options={"chunk_size": 1024}),
+        _ablation("nkfac-r1", "element", 0.5, **_nearest(1)),
+        _ablation("nkfac-r2", "element", 0.5, **_nearest(2)),
+        *_dims_lora(),
+    ]
+    return Profile(
+        name="ablations",
+        description="surgeon on the cpu protocol, one setting changed at a time: nearest-K-FAC "
+                    "R=1/2, shots, Fisher type, calibration size, damping, element chunks (a day "
+                    "on 2 cores)",
+        base=_base(nsamples=32, cal_seqlen=512, windows=64),
+        runs=tuple(runs),
+    )
+
+
 def _paper() -> Profile:
     runs: list[dict[str, Any]] = []
     for target in (0.9, 0.8, 0.7, 0.6, 0.5):
@@ -208,7 +308,8 @@ def _chat() -> Profile:
     )
 
 
-_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "paper": _paper, "chat": _chat}
+_BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "gemma3": _gemma3,
+             "dims": _dims, "ablations": _ablations, "paper": _paper, "chat": _chat}
 
 
 def names() -> list[str]:

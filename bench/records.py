@@ -18,7 +18,6 @@ same share with model loading left out of the total.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import hashlib
 import json
@@ -44,11 +43,37 @@ FIDELITY_FIELDS = ("kl", "match_rate", "positions", "question_accuracy", "dense_
 #: Held-out responses kept per record, next to the dense model's.
 FIDELITY_EXAMPLES = 8
 #: Config keys that say where things live, not what is computed (excluded from keys).
-_LOCATION_KEYS = ("out", "save_model")
+_LOCATION_KEYS = ("out", "save_model", "save")
+
+
+#: Settings added after records existed, left out of the key at the default that
+#: reproduces those records, so that their keys stay valid: key path -> default.
+_ADDED_DEFAULTS: dict[tuple[str, ...], Any] = {
+    ("calibration", "bos"): "auto",
+    ("evaluation", "bos"): "auto",
+    ("downstream",): {"tasks": [], "tasks_dir": None, "limit": None, "num_fewshot": 0, "batch_size": 1},
+    ("fidelity",): {"enabled": False, "prompts": None, "response_tokens": 32, "questions": None,
+                    "answer_tokens": 32, "batch_size": 16},
+    ("calibration", "chat"): {"file": None, "prompts": None, "max_prompts": None, "max_new_tokens": 128,
+                              "temperature": 0.7, "top_p": 0.9, "batch_size": 16},
+}
+
+
+def _drop_default(config: dict[str, Any], path: tuple[str, ...], default: Any) -> dict[str, Any]:
+    head, *rest = path
+    if head not in config:
+        return config
+    if rest:
+        if not isinstance(config[head], dict):
+            return config
+        return {**config, head: _drop_default(config[head], tuple(rest), default)}
+    return {k: v for k, v in config.items() if k != head} if config[head] == default else config
 
 
 def _strip_locations(config: dict[str, Any]) -> dict[str, Any]:
     config = {k: v for k, v in config.items() if k not in _LOCATION_KEYS}
+    for path, default in _ADDED_DEFAULTS.items():
+        config = _drop_default(config, path, default)
     for section in ("calibration", "evaluation"):
         if isinstance(config.get(section), dict) and isinstance(config[section].get("data"), dict):
             data = {k: v for k, v in config[section]["data"].items() if k != "data_dir"}
@@ -56,36 +81,13 @@ def _strip_locations(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
-#: Settings added after records existed (path in the config): left out of a run's key
-#: while they are at their defaults, so that older records keep their keys.
-_ADDED_LATER = (("fidelity",), ("calibration", "chat"))
-
-
-def _drop_added_defaults(config: dict[str, Any]) -> dict[str, Any]:
-    from llm_surgeon.run.config import RunConfig
-
-    defaults = RunConfig(model="_").to_dict()
-    config = copy.deepcopy(config)
-    for *parents, leaf in _ADDED_LATER:
-        section, default = config, defaults
-        for key in parents:
-            section, default = section.get(key), default[key]
-            if not isinstance(section, dict):
-                break
-        else:
-            if section.get(leaf, default[leaf]) == default[leaf]:
-                section.pop(leaf, None)
-    return config
-
-
 def run_key(profile: str, run_id: str, config: dict[str, Any]) -> str:
     """Hash of what a run computes: profile, run id and settings (not data/output folders).
 
     ``config`` should be the full dictionary of ``RunConfig.to_dict()`` so that defaults
-    are part of the key (except those of settings added later, :data:`_ADDED_LATER`).
+    are part of the key (except those of settings added later, :data:`_ADDED_DEFAULTS`).
     """
-    payload = {"profile": profile, "run_id": run_id,
-               "config": _drop_added_defaults(_strip_locations(config))}
+    payload = {"profile": profile, "run_id": run_id, "config": _strip_locations(config)}
     text = json.dumps(payload, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -139,7 +141,10 @@ def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
             "predicted_cost": entry.get("predicted_cost"),
             "ppl": _finite(info.get("ppl")),
             "curvature_mb": info.get("curvature_mb"),
+            "curvature_passes": info.get("curvature_passes"),
             "peak_rss_mb_after": info.get("peak_rss_mb_after"),
+            "real_size": info.get("real_size"),
+            "dead_freed": info.get("dead_freed"),
         })
     return shots
 
@@ -215,6 +220,8 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
         "update": report.get("update"),
         "damping": report.get("damping"),
         "achieved_size": report.get("achieved_size"),
+        "real_size": report.get("real_size"),
+        "real_parameters": report.get("real_parameters"),
         "calibration": _calibration(report),
         "evaluation": {"windows": evaluation.get("windows"), "seqlen": evaluation.get("seqlen"),
                        "split": (evaluation.get("data") or {}).get("split"),

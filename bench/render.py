@@ -55,7 +55,17 @@ def _first_line(text: Any) -> str:
     return lines[0] if lines else ""
 
 
-def row(record: dict[str, Any]) -> list[str]:
+def _has_real(recs: Sequence[dict[str, Any]]) -> bool:
+    """Whether any record has a real (compact-export) size: the tables then show it."""
+    return any(r.get("real_size") is not None for r in recs)
+
+
+def _real_cells(record: dict[str, Any]) -> list[str]:
+    params = record.get("real_parameters")
+    return [_num(record.get("real_size"), ".4f"), "–" if params is None else f"{int(params):,}"]
+
+
+def row(record: dict[str, Any], real: bool = False) -> list[str]:
     """Table cells of one record (failed runs show the error in the ppl column)."""
     seconds = record.get("seconds") or {}
     ok = record.get("status") == "ok"
@@ -63,11 +73,11 @@ def row(record: dict[str, Any]) -> list[str]:
     cells = [
         run_id, figures.label(record), record.get("curvature") or "–", record["structure"],
         _num(record["target_size"], "g"), _num(record.get("achieved_size"), ".4f"),
-        str(record.get("shots")),
+        *(_real_cells(record) if real else []), str(record.get("shots")),
     ]
     if not ok:
         message = _first_line(record.get("error"))[:80].replace("|", "\\|")
-        return cells + [message] + ["–"] * (len(_COLUMNS) - len(cells) - 1)
+        return cells + [message] + ["–"] * (len(_columns(real)) - len(cells) - 1)
     return cells + [
         _num(record.get("ppl_after")),
         _num(seconds.get("total"), ".0f"),
@@ -83,11 +93,21 @@ def row(record: dict[str, Any]) -> list[str]:
     ]
 
 
+def _columns(real: bool, columns: Sequence[str] = _COLUMNS) -> tuple[str, ...]:
+    """The columns, with ``real size`` and ``real params`` after ``achieved`` when ``real``."""
+    if not real:
+        return tuple(columns)
+    i = list(columns).index("achieved") + 1
+    return (*columns[:i], "real size", "real params", *columns[i:])
+
+
 def table(rows: Sequence[dict[str, Any]]) -> str:
     """A Markdown table of records, one row each."""
-    lines = ["| " + " | ".join(_COLUMNS) + " |",
-             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(_COLUMNS))) + "|"]
-    lines += ["| " + " | ".join(row(r)) + " |" for r in rows]
+    real = _has_real(rows)
+    columns = _columns(real)
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 4 else "---:" for i in range(len(columns))) + "|"]
+    lines += ["| " + " | ".join(row(r, real)) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -100,8 +120,10 @@ _README_COLUMNS = (
 
 def readme_table(recs: Sequence[dict[str, Any]]) -> str:
     """A compact Markdown table of the successful records, for the project README."""
-    lines = ["| " + " | ".join(_README_COLUMNS) + " |",
-             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(_README_COLUMNS))) + "|"]
+    real = _has_real(recs)
+    columns = _columns(real, _README_COLUMNS)
+    lines = ["| " + " | ".join(columns) + " |",
+             "|" + "|".join("---" if i < 2 else "---:" for i in range(len(columns))) + "|"]
     for r in recs:
         if r.get("status") != "ok":
             continue
@@ -109,7 +131,7 @@ def readme_table(recs: Sequence[dict[str, Any]]) -> str:
         ppl = r.get("ppl_after")
         lines.append("| " + " | ".join([
             figures.label(r), r["structure"], _num(r["target_size"], "g"),
-            _num(r.get("achieved_size"), ".4f"), str(r.get("shots")),
+            _num(r.get("achieved_size"), ".4f"), *(_real_cells(r) if real else []), str(r.get("shots")),
             _num(ppl, ".2f" if ppl is None or ppl < 1e4 else ".3g"),
             _num(seconds.get("total"), ".0f"), _num(seconds.get("passes"), ".0f"),
             _num(seconds.get("solver"), ".0f"),
@@ -157,6 +179,54 @@ def fidelity_table(recs: Sequence[dict[str, Any]]) -> str:
             _num((r.get("seconds") or {}).get("total"), ".0f"),
         ]) + " |")
     return "\n".join(lines)
+
+
+#: Columns of the README table of the ``ablations`` profile: what changed, and its cost.
+_ABLATION_COLUMNS = (
+    "run", "curvature", "structure", "target", "shots", "calibration", "damping g/a", "ppl",
+    "curvature passes / shot", "total s", "passes s", "solver s", "peak RSS MB",
+)
+
+
+def _passes_per_shot(record: dict[str, Any]) -> float | None:
+    counts = [s["curvature_passes"] for s in record.get("shot_log") or []
+              if s.get("curvature_passes") is not None]
+    return sum(counts) / len(counts) if counts else None
+
+
+def _curvature(record: dict[str, Any]) -> str:
+    config = record.get("config") or {}
+    options = config.get("curvature_options") or {}
+    name = record.get("curvature") or "–"
+    return name + "".join(f", {k} {v}" for k, v in sorted(options.items()))
+
+
+def ablation_table(recs: Sequence[dict[str, Any]]) -> str:
+    """The README table of the ``ablations`` profile: one row per successful run."""
+    lines = ["| " + " | ".join(_ABLATION_COLUMNS) + " |",
+             "|" + "|".join("---" if i < 3 else "---:" for i in range(len(_ABLATION_COLUMNS))) + "|"]
+    for r in recs:
+        if r.get("status") != "ok":
+            continue
+        seconds, damping, cal = r.get("seconds") or {}, r.get("damping") or {}, r.get("calibration") or {}
+        options = (r.get("config") or {}).get("structure_options") or {}
+        structure = r["structure"] + "".join(f" ({k} {v})" for k, v in sorted(options.items()))
+        lines.append("| " + " | ".join([
+            r["run_id"], _curvature(r), structure, _num(r["target_size"], "g"), str(r.get("shots")),
+            f"{cal.get('nsamples')} × {cal.get('seqlen')}",
+            f"{_num(damping.get('g'), 'g')} / {_num(damping.get('a'), 'g')}",
+            _num(r.get("ppl_after")), _num(_passes_per_shot(r), ".1f"),
+            _num(seconds.get("total"), ".0f"), _num(seconds.get("passes"), ".0f"),
+            _num(seconds.get("solver"), ".0f"), _num(r.get("peak_rss_mb"), ".0f"),
+        ]) + " |")
+    return "\n".join(lines)
+
+
+#: Profiles whose README block has its own table (default :func:`fidelity_table` for
+#: records with fidelity results, else :func:`readme_table`).
+_README_TABLES = {"ablations": ablation_table}
+#: Figures drawn per profile (default: all); one setting of one run changes per ablation.
+_PROFILE_FIGURES = {"ablations": ("ppl per shot",)}
 
 
 def readme_markers(profile: str) -> tuple[str, str]:
@@ -212,8 +282,8 @@ def update_readme(readme: str | Path, results_dir: str | Path | None = None,
             path = path.resolve()
             rel = path.relative_to(base) if path.is_relative_to(base) else path
             figs.append(f"![{profile}: {kind}]({rel.as_posix()})")
-        body = fidelity_table(recs) if has_fidelity(recs) else readme_table(recs)
-        block = "\n".join([start, "", body, "", *figs, "", end])
+        table_fn = _README_TABLES.get(profile, fidelity_table if has_fidelity(recs) else readme_table)
+        block = "\n".join([start, "", table_fn(recs), "", *figs, "", end])
         text = text[:i] + block + text[j + len(end):]
     readme.write_text(text)
     return text != original
@@ -281,18 +351,22 @@ def settings_text(recs: Sequence[dict[str, Any]]) -> str:
 
 def profile_figures(profile: str, recs: Sequence[dict[str, Any]], folder: Path) -> dict[str, Path]:
     """Write the figures of one profile into ``folder``; returns ``{kind: path}``."""
-    out: dict[str, Path] = {}
     if profile in profiles.names() and not profiles.get(profile).figures:
-        return out
-    made = {
-        "ppl vs size": figures.ppl_vs_size(recs, folder / f"{profile}-ppl-vs-size.png",
-                                           title=f"{profile}: perplexity against target size"),
-        "sparsity": figures.sparsity(recs, folder / f"{profile}-sparsity.png",
-                                     title=f"{profile}: where surgeon removes weights"),
-        "ppl per shot": figures.ppl_per_shot(recs, folder / f"{profile}-ppl-per-shot.png",
-                                             title=f"{profile}: perplexity per shot"),
+        return {}
+    draw = {
+        "ppl vs size": lambda: figures.ppl_vs_size(recs, folder / f"{profile}-ppl-vs-size.png",
+                                                   title=f"{profile}: perplexity against target size"),
+        "sparsity": lambda: figures.sparsity(recs, folder / f"{profile}-sparsity.png",
+                                             title=f"{profile}: where surgeon removes weights"),
+        "ppl vs real size": lambda: figures.ppl_vs_real_size(
+            recs, folder / f"{profile}-ppl-vs-real-size.png",
+            title=f"{profile}: perplexity against real (compact-export) size"),
+        "ppl per shot": lambda: figures.ppl_per_shot(recs, folder / f"{profile}-ppl-per-shot.png",
+                                                     title=f"{profile}: perplexity per shot"),
     }
-    for kind, path in made.items():
+    out = {}
+    for kind in _PROFILE_FIGURES.get(profile, tuple(draw)):
+        path = draw[kind]()
         if path is not None:
             out[kind] = path
     return out

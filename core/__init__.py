@@ -39,6 +39,13 @@ _EXPORTS: dict[str, str] = {
     "load_model_config": "llm_surgeon.model.loading",
     "resolve_model_path": "llm_surgeon.model.loading",
     "save_model": "llm_surgeon.model.loading",
+    # exports
+    "load": "llm_surgeon.export.folders",
+    "compact_model": "llm_surgeon.export.compact",
+    "build_compact": "llm_surgeon.export.compact",
+    "save_compact": "llm_surgeon.export.folders",
+    "export_folder": "llm_surgeon.export.folders",
+    "semi_structured": "llm_surgeon.export.semi_structured",
     "load_text": "llm_surgeon.data.text",
     "calibration_windows": "llm_surgeon.data.windows",
     "eval_windows": "llm_surgeon.data.windows",
@@ -113,6 +120,12 @@ __all__ = [
     "save_model",
     "self_generate",
     "validate_run",
+    "build_compact",
+    "compact_model",
+    "export_folder",
+    "load",
+    "save_compact",
+    "semi_structured",
     "__version__",
 ]
 
@@ -162,6 +175,9 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         SurgeonError,
         UnsupportedArchitectureError,
     )
+    from llm_surgeon.export.compact import build_compact, compact_model
+    from llm_surgeon.export.folders import export_folder, load, save_compact
+    from llm_surgeon.export.semi_structured import semi_structured
     from llm_surgeon.methods.base import Method
     from llm_surgeon.methods.lora.settings import LoraSettings
     from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule

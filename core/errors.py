@@ -25,6 +25,10 @@ class NumericalError(SurgeonError, FloatingPointError):
     """Non-finite statistics or a factorisation that failed even with escalated damping."""
 
 
+class OutputError(SurgeonError):
+    """Writing the output or a checkpoint failed (a full disk...); nothing half-written is left."""
+
+
 _ATTRS_BOUND = re.compile(r"^'(?P<name>[^']+)' must be (?P<rule>[<>=!]+ ?\S+): (?P<value>.*)$", re.S)
 
 

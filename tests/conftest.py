@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -58,6 +60,18 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "real_model" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_models(request):
+    """Tests on tiny models run fastest on one thread (and CI machines are shared)."""
+    if "real_model" in request.keywords:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def synthetic_text(n_lines: int, seed: int = 0) -> str:
@@ -140,6 +154,20 @@ def wikitext_dir(tmp_path_factory) -> Path:
     (folder / "wiki.valid.raw").write_text(synthetic_text(300, seed=2), encoding="utf-8")
     (folder / "wiki.test.raw").write_text(synthetic_text(300, seed=3), encoding="utf-8")
     return folder
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if any weights are loaded or the runner starts."""
+    from llm_surgeon.model import loading as models
+
+    def fail(*args, **kwargs):
+        raise AssertionError("model weights were loaded")
+
+    monkeypatch.setattr(models, "load_model", fail)
+    runner = types.ModuleType("llm_surgeon.run.runner")
+    runner.prune = fail
+    monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
 
 
 @pytest.fixture

@@ -8,18 +8,25 @@ perplexity cache (a private cache in ``--out`` when the user's cache is switched
 
 By default each run is a separate process, so that its peak memory is its own.
 ``compare.json`` and ``compare.md`` in ``--out`` are rewritten after every run; each
-run's ``report.json`` is kept under ``runs/``.
+run's ``report.json``, ``masks.safetensors`` and ``figures/`` are kept under ``runs/``.
+
+With ``--calib-data A,B,C`` (and ``--eval-data``), every combination is run once per
+calibration dataset, each pruned model is evaluated on every evaluation dataset, and
+``domains.json``, ``domains.md`` and ``figures/domains.png`` hold the cross-perplexity
+and mask-equivalence matrices (:mod:`llm_surgeon.run.cross_domain`).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import os
 from pathlib import Path
 from typing import Any
 
-from llm_surgeon.cli.options import add_data_arguments, comma_list, parse_options
+from llm_surgeon.analysis.run_figures import write_run_figures
+from llm_surgeon.cli.options import add_bos_argument, add_data_arguments, comma_list, parse_options
 from llm_surgeon.data.mixture import text_dataset
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.pruning.nm import parse_nm
@@ -53,6 +60,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="an option for one method, e.g. sparsegpt:blocksize=64")
     d = p.add_argument_group("data")
     add_data_arguments(d)
+    add_bos_argument(d)
     d.add_argument("--calib-split", help="calibration split (default: train, else validation)")
     d.add_argument("--eval-split", help="evaluation split (default: test)")
     d.add_argument("--nsamples", type=int, help="calibration windows (default: 32)")
@@ -60,12 +68,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--batch-size", type=int, help="windows per forward pass")
     d.add_argument("--seed", type=int, help="random seed of the calibration windows")
     d.add_argument("--eval-windows", type=int, metavar="N", help="evaluate on the first N windows only")
+    d.add_argument("--calib-data", type=comma_list, metavar="A,B,...",
+                   help="prune once per calibration dataset (e.g. wikitext2,python-stdlib,manpages-de) "
+                   "and write the cross-perplexity and mask-equivalence matrices")
+    d.add_argument("--eval-data", type=comma_list, metavar="A,B,...",
+                   help="evaluate every pruned model on each of these datasets (default: --calib-data)")
     r = p.add_argument_group("run")
     r.add_argument("--device", help="cpu (default), cuda, cuda:1...")
     r.add_argument("--dtype", help="model dtype while pruning (default: float32)")
     r.add_argument("--out", metavar="DIR", required=True, help="output folder")
     r.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    r.add_argument("--save-models", action="store_true", help="also save every pruned model")
+    r.add_argument("--save-models", action="store_true",
+                   help="also save every pruned model (always with --calib-data/--eval-data: the "
+                   "models are evaluated on every dataset after the runs)")
     r.add_argument("--in-process", action="store_true",
                    help="run all combinations in this process (faster start; peak memory is then "
                    "the process peak so far)")
@@ -124,6 +139,8 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
             section["seqlen"] = args.seqlen
         if args.batch_size is not None:
             section["batch_size"] = args.batch_size
+        if args.bos is not None:
+            section["bos"] = args.bos
     if args.eval_windows is not None:
         ev["windows"] = args.eval_windows
     base["calibration"], base["evaluation"] = cal, ev
@@ -133,8 +150,9 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
     return base
 
 
-def _slug(method: str, structure: str, target: float) -> str:
-    return f"{method}-{structure.replace(':', 'of')}-{target:g}"
+def _slug(method: str, structure: str, target: float, calib: str | None = None) -> str:
+    slug = f"{method}-{structure.replace(':', 'of')}-{target:g}"
+    return slug if calib is None else f"{slug}-calib-{calib}"
 
 
 def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -144,6 +162,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     combination the method does not support (e.g. a structure) is marked skipped.
     """
     from llm_surgeon.registry.registry import Kind, get_registry
+    from llm_surgeon.run.cross_domain import domain_lists, domain_run
     from llm_surgeon.run.validate import method_attribute, validate_run
 
     registry = get_registry()
@@ -152,6 +171,7 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
     shots = _shots(args.shots, args.methods)
     options = _method_options(args.method_option, args.methods)
     base = _base(args)
+    calib_data, eval_data = domain_lists(args.calib_data, args.eval_data, args.data)
     runs_dir = Path(args.out) / "runs"
     entries: list[dict[str, Any]] = []
     checked_model = False
@@ -163,13 +183,17 @@ def plan(args: argparse.Namespace) -> list[dict[str, Any]]:
         for structure in args.structures:
             nm = parse_nm(structure)
             sizes = [1.0 - nm[0] / nm[1]] if nm else args.target_sizes
-            for target in sizes:
+            for target, calib in itertools.product(sizes, calib_data or [None]):
                 data = dict(base, method=method, structure=structure, target_size=target,
                             method_options=options[method], save_model=bool(args.save_models),
-                            out=str(runs_dir / _slug(method, structure, target)))
+                            out=str(runs_dir / _slug(method, structure, target, calib)))
                 if method_shots is not None:
                     data["shots"] = method_shots
                 entry: dict[str, Any] = {"method": method, "structure": structure, "target_size": target}
+                if calib is not None:
+                    data = domain_run(data, calib, eval_data, splits=(args.calib_split, args.eval_split),
+                                      data_dir=args.data_dir)
+                    entry.update(calib_data=calib, eval_data=data["evaluation"]["data"]["dataset"])
                 try:
                     config = RunConfig.from_dict(data)
                     validate_run(config, registry, check_model=not checked_model)
@@ -208,7 +232,8 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
         "versions": library_versions(),
     }
     for entry in entries:
-        row = {k: entry[k] for k in ("method", "structure", "target_size")}
+        row = {k: entry[k] for k in ("method", "structure", "target_size", "calib_data", "eval_data")
+               if k in entry}
         if "config" not in entry:
             row.update(status="skipped", error=entry["error"])
         else:
@@ -217,20 +242,48 @@ def compare(args: argparse.Namespace) -> dict[str, Any]:
             outcome = run_isolated(config, in_process=args.in_process, progress=not args.no_progress,
                                scratch=out)
             if "report" in outcome:
-                row.update(summarize(outcome["report"]), report=str(Path(config.out) / "report.json"))
+                row.update(summarize(outcome["report"]), report=str(Path(config.out) / "report.json"),
+                           out=config.out)
+                write_run_figures(config.out, outcome["report"])
                 if "peak_gpu_mb" in outcome["report"]:
                     row["peak_gpu_mb"] = outcome["report"]["peak_gpu_mb"]
                 if result["dense_ppl"] is None:
                     result["dense_ppl"] = row["ppl_before"]
+                    result["data_sources"] = {
+                        section: outcome["report"].get(section, {}).get("source")
+                        for section in ("calibration", "evaluation")}
             else:
                 row.update(status="failed", shots=config.shots, error=outcome["error"])
         result["runs"].append(row)
         write_comparison(out, result)
+    from llm_surgeon.run.cross_domain import domain_lists
+
+    calib_data, eval_data = domain_lists(args.calib_data, args.eval_data, args.data)
+    if calib_data is not None:
+        result["domains"] = _domains(args, out, result, first, calib_data, eval_data)
     return result
+
+
+def _domains(args: argparse.Namespace, out: Path, result: dict[str, Any], first: RunConfig,
+             calib_data: list[str], eval_data: list[str]) -> dict[str, Any]:
+    """Evaluate every pruned model on every dataset; write the matrices and their figure."""
+    from llm_surgeon.analysis.domain_figure import save_domain_figure
+    from llm_surgeon.run.cross_domain import cross_domain, data_for, write_domains
+
+    evals = [data_for(d, args.eval_split or "test", args.data_dir) for d in eval_data]
+    logger.info("evaluating %d pruned models on %s", len(result["runs"]), ", ".join(eval_data))
+    domains = cross_domain(result, first, calib_data, evals, progress=not args.no_progress)
+    write_domains(out, domains)
+    save_domain_figure(domains, out / "figures" / "domains.png")
+    return domains
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the comparison; exit code 1 if any combination failed."""
     result = compare(args)
     print(render_markdown(result))
+    if "domains" in result:
+        from llm_surgeon.run.cross_domain import render_markdown as render_domains
+
+        print(render_domains(result["domains"]))
     return 1 if any(r["status"] == "failed" for r in result["runs"]) else 0

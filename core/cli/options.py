@@ -12,15 +12,47 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     """``--data`` and ``--data-dir`` (shared by ``eval`` and ``prune``; default ``None``)."""
     parser.add_argument(
         "--data", default=None, metavar="NAME",
-        help="dataset: wikitext2 (default) or text (local text files given by --data-dir); "
-        "for calibration (prune, compare) also chat (conversations in the model's chat "
-        "template) and mixtures such as wikitext2:0.5,chat:0.5",
+        help="dataset: wikitext2 (default), wikitext2-bundled (the copy shipped with llm-surgeon: "
+        "validation and test), python-stdlib, manpages-de or text (local text files given by "
+        "--data-dir); for calibration (prune, compare) also chat (conversations in the model's "
+        "chat template) and mixtures of chat with one of them, such as wikitext2:0.5,chat:0.5",
     )
     parser.add_argument(
         "--data-dir", default=None, metavar="DIR",
         help="folder with wiki.{train,valid,test}.raw (or a text file / folder for --data text); "
-        "without it WikiText-2 is downloaded from the Hugging Face hub",
+        "without it WikiText-2 comes from the Hugging Face hub, its cache, or (hub not reachable) "
+        "the shipped copy",
     )
+
+
+def add_bos_argument(parser: argparse.ArgumentParser) -> None:
+    """``--bos auto|always|never``: whether windows start with the BOS token (default ``None``)."""
+    parser.add_argument(
+        "--bos", choices=["auto", "always", "never"], default=None,
+        help="start every calibration and evaluation window with the BOS token: auto (default: "
+        "when the tokenizer adds one to a text, e.g. Gemma; not for SmolLM2), always, never",
+    )
+
+
+def add_tasks_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--tasks`` and its settings: lm-eval downstream evaluation (the ``eval`` extra)."""
+    g = parser.add_argument_group("downstream tasks (lm-evaluation-harness: pip install 'llm-surgeon[eval]')")
+    g.add_argument("--tasks", type=comma_list, default=None, metavar="T1,T2",
+                   help="lm-eval tasks, e.g. piqa,arc_easy (their data must be available offline)")
+    g.add_argument("--tasks-dir", default=None, metavar="DIR",
+                   help="folder of local lm-eval task YAMLs (data files relative to each YAML)")
+    g.add_argument("--tasks-limit", type=int, default=None, metavar="N", help="at most N documents per task")
+    g.add_argument("--tasks-fewshot", type=int, default=None, metavar="K", help="few-shot examples (default 0)")
+    g.add_argument("--tasks-batch-size", type=int, default=None, metavar="B", help="lm-eval batch size (default 1)")
+
+
+def tasks_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The :class:`~llm_surgeon.data.config.TasksConfig` fields the ``--tasks*`` flags set."""
+    fields = {"tasks": args.tasks, "tasks_dir": args.tasks_dir, "limit": args.tasks_limit,
+              "num_fewshot": args.tasks_fewshot, "batch_size": args.tasks_batch_size}
+    if args.tasks is None and any(v is not None for v in fields.values()):
+        raise ConfigError("--tasks-dir, --tasks-limit, --tasks-fewshot and --tasks-batch-size need --tasks")
+    return {k: v for k, v in fields.items() if v is not None}
 
 
 def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -79,10 +111,3 @@ def parse_options(items: list[str] | None, flag: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} expects KEY=VALUE, got {item!r}")
         options[key.strip().replace("-", "_")] = parse_value(value)
     return options
-
-
-def disable_library_progress_bars() -> None:
-    """Switch off the progress bars of transformers (GGUF dequantisation, weight loading)."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()

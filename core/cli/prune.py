@@ -1,4 +1,4 @@
-"""``llm-surgeon prune``: prune a model and write the pruned model and a report.
+"""``llm-surgeon prune``: prune a model and write the pruned model, a report and figures.
 
 Flags default to ``None`` so that, with ``--recipe``, only the flags actually given
 override the recipe. Everything is validated (:func:`llm_surgeon.run.validate.validate_run`)
@@ -8,25 +8,32 @@ before any weights are loaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import attrs
 
 from llm_surgeon.cli.options import (
+    add_bos_argument,
     add_data_arguments,
     add_fidelity_arguments,
+    add_tasks_arguments,
     comma_list,
-    disable_library_progress_bars,
     fidelity_overrides,
     format_fidelity,
     parse_options,
+    tasks_fields,
 )
 from llm_surgeon.data.mixture import text_dataset
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.lora.settings import LoraSettings
-from llm_surgeon.run.config import RunConfig
+from llm_surgeon.run.config import CHECKPOINT_KEEP, SAVE_FORMATS, RunConfig
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +75,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "prune",
         help="prune a model",
-        description="Prune a causal LM in one or more shots and write the pruned model and "
-        "report.json to --out. Values from --recipe are overridden by the flags given.",
+        description="Prune a causal LM in one or more shots and write the pruned model, "
+        "report.json, masks.safetensors and figures/ to --out. Values from --recipe are "
+        "overridden by the flags given.",
     )
     p.add_argument("model", metavar="MODEL", nargs="?", default=None,
                    help="alias (smollm2-135m), local folder, .gguf file or hub id (or from --recipe)")
@@ -101,6 +109,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     d = p.add_argument_group("data")
     add_data_arguments(d)
+    add_bos_argument(d)
     d.add_argument("--calib-split", help="calibration split (default: train, else validation)")
     d.add_argument("--eval-split", help="evaluation split (default: test)")
     d.add_argument("--nsamples", type=int, help="calibration windows (default: 32)")
@@ -124,12 +133,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--device", help="cpu (default), cuda, cuda:1...")
     r.add_argument("--dtype", help="model dtype while pruning (default: float32)")
     r.add_argument("--out", metavar="DIR", help="output folder (written atomically)")
-    r.add_argument("--overwrite", action="store_true", default=None, help="replace a non-empty --out")
+    r.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace a non-empty --out and discard an interrupted run of it")
+    r.add_argument("--resume", metavar="OUT",
+                   help="continue the interrupted run of OUT after its last checkpoint (its "
+                        "config is read from the checkpoint; flags given must not change it)")
+    r.add_argument("--checkpoints", choices=CHECKPOINT_KEEP, default="all",
+                   help="with --out, checkpoint every shot (all, default), keep only the last "
+                        "checkpoint (last), or none (off)")
     r.add_argument("--no-save-model", action="store_true", default=None, help="write the report only")
+    r.add_argument("--save", choices=SAVE_FORMATS, default=None,
+                   help="zeroed (default: same shapes, pruned weights zero), compact (physically "
+                        "smaller; structured results), or both (compact in OUT/compact)")
     r.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow model code from the checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
     r.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
+    add_tasks_arguments(p)
     _add_lora_arguments(p)
     p.set_defaults(func=run)
 
@@ -159,6 +179,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     _set(o, "trust_remote_code", args.trust_remote_code)
     if args.no_save_model:
         o["save_model"] = False
+    _set(o, "save", args.save)
 
     curvature = {k: getattr(args, k) for k in CURVATURE_FLAGS if getattr(args, k) is not None}
     curvature.update(parse_options(args.curvature_option, "--curvature-option"))
@@ -176,6 +197,7 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         _set(o, f"{section}.data.data_dir", args.data_dir)
         _set(o, f"{section}.seqlen", args.seqlen)
         _set(o, f"{section}.batch_size", args.batch_size)
+        _set(o, f"{section}.bos", args.bos)
     _set(o, "calibration.data.split", args.calib_split)
     _set(o, "calibration.nsamples", args.nsamples)
     _set(o, "calibration.seed", args.seed)
@@ -190,6 +212,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if args.no_eval:
         o.setdefault("evaluation", {})["enabled"] = False
 
+    downstream = tasks_fields(args)
+    if downstream:
+        o["downstream"] = downstream
     _set(o, "lora.enabled", args.lora_enabled)
     for field in _lora_fields():
         _set(o, f"lora.{field.name}", getattr(args, f"lora_{field.name}"))
@@ -197,11 +222,26 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> RunConfig:
-    """The run configuration from ``--recipe`` (if any) overridden by the given flags."""
+    """The run configuration from ``--recipe`` (if any) overridden by the given flags.
+
+    With ``--resume OUT`` and neither MODEL nor ``--recipe``, the interrupted run's
+    config is the base the flags override (any change is refused later, by the runner).
+    """
     from llm_surgeon.run.recipes import config_from_data, load_recipe, merge, normalize
 
-    recipe = load_recipe(args.recipe) if args.recipe else {}
-    data = merge(recipe, normalize(overrides_from_args(args)))
+    if args.resume:
+        if args.out is not None and Path(args.out).absolute() != Path(args.resume).absolute():
+            raise ConfigError(f"--out {args.out} and --resume {args.resume} name different folders")
+        args.out = args.resume
+    if args.recipe:
+        base = load_recipe(args.recipe)
+    elif args.resume and args.model is None:
+        from llm_surgeon.run.output import stored_config
+
+        base = stored_config(args.resume)
+    else:
+        base = {}
+    data = merge(base, normalize(overrides_from_args(args)))
     if not data.get("model"):
         raise ConfigError("no model given (pass MODEL or set `model` in the recipe)")
     return config_from_data(data)
@@ -226,11 +266,35 @@ def _summary(report: dict[str, Any]) -> str:
         lines.append(f"calibration    windows: {parts}")
     if report.get("fidelity"):
         lines.append(f"fidelity       {format_fidelity(report['fidelity'])}")
+    if report.get("downstream"):
+        from llm_surgeon.data.tasks import accuracy_line
+
+        lines.append(f"tasks after    {accuracy_line(report['downstream'])}")
+    if report.get("compact"):
+        c = report["compact"]
+        lines.append(f"compact        {c['num_parameters']:,} of {c['original_num_parameters']:,} "
+                     f"parameters (real size {c['real_size']:.4f}), in {c['folder']}")
     if report.get("seconds_total") is not None:
         lines.append(f"seconds        {report['seconds_total']:.1f}")
     if report.get("out"):
         lines.append(f"output         {report['out']}")
     return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler's stop) ends the run like SIGINT: cleanly, checkpoints kept."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -243,14 +307,18 @@ def run(args: argparse.Namespace) -> int:
     overwrite = bool(args.overwrite)
     if config.out is None:
         logger.warning("no --out given: nothing will be written")
-    else:
+    elif not args.resume:
         check_output_folder(config.out, overwrite=overwrite)
 
     from llm_surgeon.run.runner import prune
 
-    if args.no_progress:
-        disable_library_progress_bars()
-    report = prune(config, progress=not args.no_progress, overwrite=overwrite)
+    with _sigterm_as_interrupt():
+        report = prune(config, progress=not args.no_progress, overwrite=overwrite,
+                       resume=bool(args.resume), checkpoints=args.checkpoints)
+    if config.out:
+        from llm_surgeon.analysis.run_figures import write_run_figures
+
+        write_run_figures(config.out, report)
     if args.json:
         from llm_surgeon.util.io import to_json_text
 

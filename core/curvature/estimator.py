@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from llm_surgeon.curvature.options import GradientConfig, StatisticsConfig, accumulation_dtype
 from llm_surgeon.curvature.passes import PassOptions, PassStats, TokenObserver, run_pass
+from llm_surgeon.curvature.symmetric import PackedUpper, gram_upper
 from llm_surgeon.curvature.tokens import ModuleTokens
 from llm_surgeon.curvature.types import Curvature
 from llm_surgeon.errors import NumericalError
@@ -47,8 +48,18 @@ class CurvatureResult:
 
     @property
     def nbytes(self) -> int:
-        """Total memory of all curvatures."""
-        return sum(c.nbytes for c in self.curvatures.values())
+        """Total memory of all curvatures (a tensor shared by several modules counts once)."""
+        seen: set[int] = set()
+        total = 0
+        for c in self.curvatures.values():
+            tensors = c.tensors()
+            if not tensors:
+                total += c.nbytes
+            for t in tensors:
+                if t.data_ptr() not in seen:
+                    seen.add(t.data_ptr())
+                    total += t.numel() * t.element_size()
+        return total
 
 
 class CurvatureEstimator(ABC):
@@ -106,26 +117,74 @@ def check_finite(name: str, what: str, *tensors: Tensor | None) -> None:
 class ModuleSums:
     """Per-module running sums kept on the statistics device.
 
+    A symmetric sum (``x^T x``, or a ready term marked ``upper``) keeps only its upper
+    block triangle, packed (:class:`~llm_surgeon.curvature.symmetric.PackedUpper`): about
+    half the work and 60% of the memory of the full matrix. ``sums[i]`` is then that
+    packed flat tensor (a sum over ranks of it is still the packed sum); :meth:`pop_mean`
+    unpacks and mirrors it once.
+
     Args:
         n: number of modules.
         device: where the sums live.
+
+    Attributes:
+        sums: per module, its running sum (``None`` until something is added).
+        upper: per module, whether its sum is a packed symmetric one.
     """
 
     def __init__(self, n: int, device: torch.device) -> None:
         self.sums: list[Tensor | None] = [None] * n
+        self.upper: list[bool] = [False] * n
         self.device = device
+        self._packed: dict[int, PackedUpper] = {}
 
-    def add(self, index: int, value: Tensor) -> None:
-        """Add ``value`` (computed anywhere) to the sum of module ``index``."""
-        value = value.to(self.device)
-        if self.sums[index] is None:
-            self.sums[index] = value.clone()
+    def _start(self, index: int, upper: bool) -> Tensor | None:
+        """The current sum of ``index``, after checking that it is of the same kind."""
+        total = self.sums[index]
+        if total is None:
+            self.upper[index] = upper
+        elif self.upper[index] != upper:
+            raise ValueError(f"module {index}: symmetric (upper-triangle) and general terms "
+                             "added to the same sum")
+        return total
+
+    def _pack(self, index: int, d: int, dtype: torch.dtype) -> PackedUpper:
+        packed = self._packed.get(index)
+        if packed is None:
+            packed = self._packed[index] = PackedUpper(d, dtype, self.device)
+            self.sums[index] = packed.flat
+        return packed
+
+    def add(self, index: int, value: Tensor, *, upper: bool = False) -> None:
+        """Add ``value`` (computed anywhere) to the sum of module ``index``.
+
+        Args:
+            index: the module.
+            value: the term.
+            upper: ``value`` is symmetric ``(d, d)`` and only its upper triangle is valid.
+        """
+        total = self._start(index, upper)
+        if upper:
+            self._pack(index, value.shape[0], value.dtype).add_(value)
+        elif total is None:
+            self.sums[index] = value.to(self.device, copy=True)
         else:
-            self.sums[index].add_(value)
+            total.add_(value.to(self.device))
 
     def add_products(self, index: int, x: Tensor, y: Tensor) -> None:
-        """Add ``x^T y`` (``x: (T, m)``, ``y: (T, n)``), in place where the sum lives with ``x``."""
-        total = self.sums[index]
+        """Add ``x^T y`` (``x: (T, m)``, ``y: (T, n)``), in place where the sum lives with ``x``.
+
+        When ``y is x`` the sum is symmetric and only its upper block triangle is kept.
+        """
+        if y is x:
+            self._start(index, True)
+            packed = self._pack(index, x.shape[1], x.dtype)
+            if packed.flat.device == x.device:
+                packed.add_gram_(x)
+            else:
+                packed.add_(gram_upper(x))
+            return
+        total = self._start(index, False)
         if total is None:
             self.sums[index] = (x.T @ y).to(self.device)
         elif total.device == x.device and total.dtype == x.dtype:
@@ -136,12 +195,17 @@ class ModuleSums:
     def pop_mean(self, index: int, count: int, shape: tuple[int, ...], dtype: torch.dtype) -> Tensor:
         """The sum of module ``index`` divided by ``count``, forgetting the sum.
 
-        Zeros of ``shape`` if nothing was added (a module the pass never reached).
+        Zeros of ``shape`` if nothing was added (a module the pass never reached). A
+        general sum's mean reuses its memory; a packed one is unpacked and mirrored.
         """
         total, self.sums[index] = self.sums[index], None
+        packed = self._packed.pop(index, None)
         if total is None:
             return torch.zeros(shape, dtype=dtype, device=self.device)
-        return total / max(count, 1)
+        if packed is not None:
+            del total
+            total = packed.full()
+        return total.div_(max(count, 1))
 
 
 @attrs.frozen
@@ -151,34 +215,44 @@ class Moment:
     Attributes:
         name: key of the mean handed to :meth:`MomentEstimator.curvature`.
         backward: read in the backward callbacks (needs ``g``), else in the forward ones.
-        term: the batch's contribution: ``(x, y)`` whose product ``x^T y`` is added, or a
-            ready ``(m, n)`` sum (e.g. the input Gram matrix shared by modules).
+        term: the batch's contribution: ``(x, y)`` whose product ``x^T y`` is added (a
+            symmetric one, one triangle only, when ``y is x``), or a ready ``(m, n)`` sum
+            (e.g. the input Gram matrix shared by modules).
         shape: the shape of the mean for a module (for modules the pass never reached).
+        upper: a ready term is symmetric and holds only its upper triangle.
+        uses_inputs: ``term`` reads ``tokens.a`` (a backward moment that does not lets the
+            pass free module inputs before their gradients arrive).
     """
 
     name: str
     backward: bool
     term: Callable[[ModuleTokens], tuple[Tensor, Tensor] | Tensor]
     shape: Callable[[PrunableModule], tuple[int, ...]]
+    upper: bool = False
+    uses_inputs: bool = True
 
 
-#: The input second moment ``sum_n a_n a_n^T``, ``(d_in, d_in)``.
-INPUT_MOMENT = Moment("A", False, lambda t: t.gram(), lambda pm: (layer_dims(pm)[1],) * 2)
+#: The input second moment ``sum_n a_n a_n^T``, ``(d_in, d_in)``: the upper triangle of the
+#: Gram matrix shared by modules that read the same input, mirrored in the mean.
+INPUT_MOMENT = Moment("A", False, lambda t: t.gram(upper=True), lambda pm: (layer_dims(pm)[1],) * 2,
+                      upper=True)
 #: The output-gradient second moment ``sum_n g_n g_n^T``, ``(d_out, d_out)``.
-GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2)
+GRADIENT_MOMENT = Moment("G", True, lambda t: (t.g, t.g), lambda pm: (layer_dims(pm)[0],) * 2,
+                         uses_inputs=False)
 
 
 class _MomentObserver(TokenObserver):
     def __init__(self, moments: Sequence[Moment], n: int, device: torch.device) -> None:
         self.moments = tuple(moments)
         self.sums = {m.name: ModuleSums(n, device) for m in moments}
+        self.backward_inputs = any(m.backward and m.uses_inputs for m in self.moments)
 
     def _feed(self, tokens: ModuleTokens, backward: bool) -> None:
         for m in self.moments:
             if m.backward == backward:
                 term = m.term(tokens)
                 if isinstance(term, Tensor):
-                    self.sums[m.name].add(tokens.index, term)
+                    self.sums[m.name].add(tokens.index, term, upper=m.upper)
                 else:
                     self.sums[m.name].add_products(tokens.index, *term)
 
@@ -224,13 +298,24 @@ def moment_means(
     stats = run_pass(model, modules, batches, observer, gradients=any(m.backward for m in moments),
                      options=options, progress=progress, desc=desc)
     start = time.perf_counter()
-    means = []
+    means: list[dict[str, Tensor]] = []
     for i, pm in enumerate(modules):
         mine = {m.name: observer.sums[m.name].pop_mean(i, stats.tokens, m.shape(pm), options.dtype)
                 for m in moments}
         check_finite(pm.name, desc + " statistics", *mine.values())
+        if means:
+            _share_equal(mine, means[-1])
         means.append(mine)
     return means, stats, time.perf_counter() - start
+
+
+def _share_equal(mine: dict[str, Tensor], previous: dict[str, Tensor]) -> None:
+    """Reuse the previous module's mean where this one is bitwise equal (q/k/v and gate/up
+    read the same inputs, so their input moments are the same sums), freeing the copy."""
+    for name, mean in mine.items():
+        other = previous.get(name)
+        if other is not None and other is not mean and other.shape == mean.shape and torch.equal(other, mean):
+            mine[name] = other
 
 
 class MomentEstimator(CurvatureEstimator):

@@ -39,15 +39,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from llm_surgeon.curvature.options import FisherType
-from llm_surgeon.curvature.tokens import ModuleTokens, token_grads
+from llm_surgeon.curvature.tokens import GramCache, ModuleTokens, token_grads
 from llm_surgeon.data.loss import next_token_logits
 from llm_surgeon.model.adapters import PrunableModule
+from llm_surgeon.util.faults import fault_point
 from llm_surgeon.util.progress import progress_bar
 from llm_surgeon.util.torch_util import model_device
 
 
 class TokenObserver:
-    """Receives per-token statistics; override the callbacks an estimator needs."""
+    """Receives per-token statistics; override the callbacks an estimator needs.
+
+    Attributes:
+        backward_inputs: whether :meth:`backward` reads ``tokens.a``; if not, a module's
+            input is not kept alive until its gradient arrives (less memory in the pass).
+    """
+
+    backward_inputs: bool = True
 
     def forward(self, tokens: ModuleTokens) -> None:
         """Called once per module and batch, after the module's forward (``tokens.g`` is ``None``)."""
@@ -103,8 +111,7 @@ class _Pass:
         self.observer = observer
         self.options = options
         self.gradients = gradients
-        self.grams: dict[tuple, Tensor] = {}
-        self.inputs: list[Tensor] = []  # keeps the storages keyed in ``grams`` alive for the batch
+        self.grams = GramCache()
         self.g_scale = 1.0
         self.seconds_observer = 0.0
         self.leaves: list[Tensor] = []
@@ -123,14 +130,14 @@ class _Pass:
 
     def forward_hook(self, index: int, module: nn.Module, args: tuple, output: Tensor) -> None:
         x = args[0].detach()
-        self.inputs.append(x)
         pm = self.modules[index]
         tokens = ModuleTokens(index, x, pm.has_bias, self.options.dtype, self.batch_shape, self.grams)
         self._timed(self.observer.forward, tokens)
+        del tokens
         if self.gradients and output.requires_grad:
-            output.register_hook(partial(self.grad_hook, index, x))
+            output.register_hook(partial(self.grad_hook, index, x if self.observer.backward_inputs else None))
 
-    def grad_hook(self, index: int, x: Tensor, grad: Tensor) -> None:
+    def grad_hook(self, index: int, x: Tensor | None, grad: Tensor) -> None:
         pm = self.modules[index]
         g = token_grads(grad.detach(), self.options.dtype, self.batch_shape, self.g_scale)
         tokens = ModuleTokens(index, x, pm.has_bias, self.options.dtype, self.batch_shape, None, g)
@@ -141,7 +148,6 @@ class _Pass:
         self.observer.end_batch()
         self.seconds_observer += time.perf_counter() - start
         self.grams.clear()
-        self.inputs.clear()
 
 
 @contextlib.contextmanager
@@ -217,6 +223,7 @@ def run_pass(
     try:
         with frozen(model):
             for batch in progress_bar(batches, total=len(batches), desc=desc, enabled=progress):
+                fault_point("calibration-batch")
                 if batch.ndim != 2 or batch.shape[1] < 2:
                     raise ValueError(f"calibration batches must be (batch, seqlen >= 2), got {tuple(batch.shape)}")
                 batch = batch.to(device)
@@ -233,7 +240,6 @@ def run_pass(
         for handle in handles:
             handle.remove()
         state.grams.clear()
-        state.inputs.clear()
         state.leaves.clear()
     stats.seconds = time.perf_counter() - start
     stats.seconds_observer = state.seconds_observer
@@ -248,6 +254,11 @@ def _forward_backward(model: nn.Module, batch: Tensor, state: _Pass, options: Pa
         leaves, state.leaves = state.leaves, []
         logits = next_token_logits(logits)  # (B * (S - 1), vocab), bf16/fp16 -> fp32
         all_labels = _labels(logits, batch, options, generator)
+        if len(all_labels) == 1:  # the logits are not needed by the backward pass: free them first
+            loss = F.cross_entropy(logits, all_labels[0], reduction="sum")
+            del logits
+            torch.autograd.grad(loss, leaves)
+            return
         for k, labels in enumerate(all_labels):
             loss = F.cross_entropy(logits, labels, reduction="sum")
             torch.autograd.grad(loss, leaves, retain_graph=k < len(all_labels) - 1)

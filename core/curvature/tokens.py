@@ -8,8 +8,43 @@ when the layer has a bias, so that ``theta = [W | b]`` acts on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
+
+from llm_surgeon.curvature.symmetric import gram_upper, mirror_upper_
+
+
+class GramCache:
+    """The Gram matrices of the last few distinct inputs of a batch, with those inputs.
+
+    Modules that read the same input tensor one after another (q/k/v, gate/up) share one
+    Gram matrix. Only :data:`size` entries are kept: holding every Gram matrix of a
+    batch until its end would hold one ``(d_in, d_in)`` matrix per input of every layer
+    (about 400 MB for SmolLM2-135M). An entry keeps its input alive, so that the input's
+    storage (part of the key) cannot be reused by another tensor while the entry exists.
+    """
+
+    size = 4
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple, tuple[Tensor, Tensor]] = {}
+
+    def get(self, x: Tensor, key: tuple, compute: Callable[[], Tensor]) -> Tensor:
+        """The Gram matrix cached for ``x`` under ``key`` (computed and kept if missing)."""
+        full = (x.data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x._version, *key)
+        entry = self._entries.pop(full, None)
+        if entry is None:
+            entry = (x, compute())
+            while len(self._entries) >= self.size:
+                self._entries.pop(next(iter(self._entries)))
+        self._entries[full] = entry  # most recent last
+        return entry[1]
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        self._entries.clear()
 
 
 class ModuleTokens:
@@ -24,11 +59,11 @@ class ModuleTokens:
     def __init__(
         self,
         index: int,
-        x: Tensor,
+        x: Tensor | None,
         has_bias: bool,
         dtype: torch.dtype,
         batch_shape: tuple[int, int],
-        gram_cache: dict[tuple, Tensor] | None = None,
+        gram_cache: GramCache | None = None,
         g: Tensor | None = None,
     ) -> None:
         self.index = index
@@ -43,21 +78,27 @@ class ModuleTokens:
     @property
     def a(self) -> Tensor:
         """``(T, d_in)`` inputs in the statistics dtype, bias column of ones last."""
+        if self._x is None:
+            raise RuntimeError("this observer said its backward callbacks read no inputs "
+                               "(backward_inputs = False); tokens.a is not available there")
         if self._a is None:
             self._a = token_inputs(self._x, self._has_bias, self._dtype, self._batch_shape)
         return self._a
 
-    def gram(self) -> Tensor:
-        """``sum_n a_n a_n^T``: ``(d_in, d_in)``, shared by modules that read the same input."""
+    def gram(self, upper: bool = False) -> Tensor:
+        """``sum_n a_n a_n^T``: ``(d_in, d_in)``, shared by modules that read the same input.
+
+        Args:
+            upper: compute only the upper triangle (about half the work); the rest of the
+                result is unspecified (see :mod:`llm_surgeon.curvature.symmetric`).
+        """
         if self._gram_cache is None:
-            return self.a.T @ self.a
-        x = self._x
-        key = (x.data_ptr(), x.storage_offset(), tuple(x.shape), x.stride(), x._version, self._has_bias)
-        out = self._gram_cache.get(key)
-        if out is None:
-            out = self.a.T @ self.a
-            self._gram_cache[key] = out
-        return out
+            return self._gram(upper)
+        return self._gram_cache.get(self._x, (self._has_bias, upper), lambda: self._gram(upper))
+
+    def _gram(self, upper: bool) -> Tensor:
+        out = gram_upper(self.a)
+        return out if upper else mirror_upper_(out)
 
 
 def token_inputs(x: Tensor, has_bias: bool, dtype: torch.dtype, batch_shape: tuple[int, int]) -> Tensor:

@@ -49,6 +49,10 @@ class Curvature(ABC):
         """Where this curvature's tensors live (solvers factorise there)."""
         return self.diag().device
 
+    def tensors(self) -> tuple[Tensor, ...]:
+        """The tensors behind :attr:`nbytes` (curvatures of modules may share some)."""
+        return ()
+
     def diagonal(self) -> DiagonalCurvature:
         """The diagonal approximation ``diag(F)`` (OBD-style methods)."""
         return DiagonalCurvature(self.diag())
@@ -119,7 +123,10 @@ class KroneckerCurvature(Curvature):
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for pair in self.factors for t in pair if t is not None)
+        return sum(t.numel() * t.element_size() for t in self.tensors())
+
+    def tensors(self) -> tuple[Tensor, ...]:
+        return tuple(t for pair in self.factors for t in pair if t is not None)
 
 
 

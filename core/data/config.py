@@ -23,6 +23,11 @@ class DataConfig:
     split: str = "test"
 
 
+#: How windows begin: ``auto`` with the tokenizer's BOS token when the tokenizer puts
+#: one in front of a text (Gemma), else with no prefix (SmolLM2); ``always``; ``never``.
+BOS_POLICIES = ("auto", "always", "never")
+
+
 @attrs.frozen
 class ChatConfig:
     """Conversations for ``chat`` calibration, rendered with the model's chat template.
@@ -49,19 +54,27 @@ class ChatConfig:
 
 @attrs.frozen
 class CalibrationConfig:
-    """Calibration windows: ``nsamples`` windows of ``seqlen`` tokens from ``data.dataset``."""
+    """Calibration windows: ``nsamples`` windows of ``seqlen`` tokens from ``data.dataset``.
+
+    ``bos`` (one of :data:`BOS_POLICIES`): whether each text window starts with the BOS
+    token (chat windows are rendered conversations, which carry the template's own BOS).
+    """
 
     data: DataConfig = attrs.field(factory=lambda: DataConfig(split="train"))
     nsamples: int = attrs.field(default=32, validator=v.ge(1))
     seqlen: int = attrs.field(default=512, validator=v.ge(1))
     batch_size: int = attrs.field(default=1, validator=v.ge(1))
     seed: int = 0
+    bos: str = attrs.field(default="auto", validator=v.in_(BOS_POLICIES))
     chat: ChatConfig = attrs.field(factory=ChatConfig)
 
 
 @attrs.frozen
 class EvalConfig:
-    """Perplexity evaluation on non-overlapping windows of the joined split."""
+    """Perplexity evaluation on non-overlapping windows of the joined split.
+
+    ``bos`` (one of :data:`BOS_POLICIES`): whether each window starts with the BOS token.
+    """
 
     data: DataConfig = attrs.field(factory=lambda: DataConfig(split="test"))
     seqlen: int = attrs.field(default=512, validator=v.ge(1))
@@ -69,6 +82,7 @@ class EvalConfig:
     batch_size: int = attrs.field(default=1, validator=v.ge(1))
     enabled: bool = True
     every_shot: bool = False
+    bos: str = attrs.field(default="auto", validator=v.in_(BOS_POLICIES))
 
 
 @attrs.frozen
@@ -91,3 +105,22 @@ class FidelityConfig:
     questions: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
     answer_tokens: int = attrs.field(default=32, validator=v.ge(1))
     batch_size: int = attrs.field(default=16, validator=v.ge(1))
+
+
+@attrs.frozen
+class TasksConfig:
+    """Downstream evaluation with lm-evaluation-harness (optional ``eval`` extra).
+
+    Attributes:
+        tasks: lm-eval task, group or tag names (empty: no downstream evaluation).
+        tasks_dir: a folder of local task YAMLs (with local data files) to add to lm-eval's.
+        limit: evaluate at most this many documents per task (``None``: all).
+        num_fewshot: few-shot examples per prompt.
+        batch_size: lm-eval batch size.
+    """
+
+    tasks: list[str] = attrs.field(factory=list)
+    tasks_dir: str | None = None
+    limit: int | None = attrs.field(default=None, validator=v.optional(v.ge(1)))
+    num_fewshot: int = attrs.field(default=0, validator=v.ge(0))
+    batch_size: int = attrs.field(default=1, validator=v.ge(1))

@@ -1,14 +1,20 @@
 """Text data: the known datasets and their splits, read as one string each.
 
-Two datasets are known:
+Five kinds of datasets are known:
 
 * ``wikitext2``: WikiText-2 raw. From a local folder of ``wiki.{train,valid,test}.raw``
   files (read as they are), or, without ``data_dir``, from the Hugging Face hub
   (``Salesforce/wikitext``, ``wikitext-2-raw-v1``) rebuilt byte for byte into the
-  ``.raw`` text: every empty row becomes a line holding one space.
+  ``.raw`` text: every empty row becomes a line holding one space. When the hub is not
+  reachable, its local cache is used, and without one the copy shipped with llm-surgeon.
+* ``wikitext2-bundled``: that shipped copy (validation and test splits, CC BY-SA 3.0;
+  ``llm_surgeon/data/wikitext2/LICENSE.md``), without asking the hub.
 * ``text``: local text files. ``data_dir`` is one file (used for every split) or a
   folder holding files named after the split (``train.txt``, ``wiki.valid.raw``,
   ``validation.txt``...); a folder without split names uses all its ``*.txt`` files.
+* ``python-stdlib`` and ``manpages-de``: the domains of :mod:`llm_surgeon.data.domains`
+  (the interpreter's standard library; German man pages), split by path hash into a
+  calibration part (``train``, ``validation``) and an evaluation part (``test``).
 
 A split is read as one string and tokenised once with the tokenizer's defaults.
 When the train split is missing it is replaced by the validation split, and the
@@ -23,12 +29,17 @@ from pathlib import Path
 from typing import Any
 
 from llm_surgeon.data.config import DataConfig
+from llm_surgeon.data.domains import DOMAINS, load_domain
+from llm_surgeon.data.hub import hub_offline, hub_reachable
 from llm_surgeon.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-DATASETS = ("wikitext2", "text")
-_DATASET_ALIASES = {"wikitext-2": "wikitext2", "wikitext2-raw": "wikitext2", "wikitext": "wikitext2"}
+DATASETS = ("wikitext2", "wikitext2-bundled", "text", *DOMAINS)
+#: WikiText-2 raw validation and test files shipped as package data.
+BUNDLED_WIKITEXT = Path(__file__).parent / "wikitext2"
+_DATASET_ALIASES = {"wikitext-2": "wikitext2", "wikitext2-raw": "wikitext2", "wikitext": "wikitext2",
+                    "bundled": "wikitext2-bundled", "stdlib": "python-stdlib"}
 SPLITS = ("train", "validation", "test")
 #: File-name stems each split is known by.
 _SPLIT_STEMS = {"train": ("train",), "validation": ("valid", "validation", "val"), "test": ("test",)}
@@ -80,19 +91,35 @@ def rows_to_raw(rows: list[str]) -> str:
     return "".join(" \n" if row == "" else row for row in rows)
 
 
-def _hub_wikitext(split: str) -> str:
+def _hub_wikitext(split: str) -> tuple[str | None, str]:
+    """WikiText-2 from the hub, else the hub's local cache, else the shipped copy."""
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a dependency
         raise ConfigError("loading WikiText-2 from the hub needs the `datasets` package") from exc
+    source = f"hub:{_HUB_WIKITEXT[0]}/{_HUB_WIKITEXT[1]}"
+    reachable = hub_reachable()
     try:
-        ds = datasets.load_dataset(*_HUB_WIKITEXT, split=split)
+        with hub_offline(not reachable):
+            ds = datasets.load_dataset(*_HUB_WIKITEXT, split=split)
     except Exception as exc:
-        raise ConfigError(
-            f"could not load WikiText-2 ({split}) from the hub: {exc}. "
-            "Give --data-dir with local wiki.{train,valid,test}.raw files instead."
-        ) from exc
-    return rows_to_raw(list(ds["text"]))
+        if reachable:
+            raise ConfigError(
+                f"could not load WikiText-2 ({split}) from the hub: {exc}. "
+                "Give --data-dir with local wiki.{train,valid,test}.raw files instead."
+            ) from exc
+        logger.warning("Hugging Face hub not reachable and WikiText-2 not in its cache: using the "
+                       "copy shipped with llm-surgeon (validation and test splits)")
+        text, path = _bundled_wikitext(split)
+        return text, f"bundled:{path} (hub not reachable)"
+    if not reachable:
+        source = f"hub cache:{_HUB_WIKITEXT[0]}/{_HUB_WIKITEXT[1]} (hub not reachable)"
+    return rows_to_raw(list(ds["text"])), source
+
+
+def _bundled_wikitext(split: str) -> tuple[str | None, str]:
+    path = _split_file(BUNDLED_WIKITEXT, split)
+    return (None, str(BUNDLED_WIKITEXT)) if path is None else (_read(path), str(path))
 
 
 def _local_text(data: DataConfig, split: str) -> tuple[str | None, str]:
@@ -117,9 +144,31 @@ def _local_text(data: DataConfig, split: str) -> tuple[str | None, str]:
 
 def _load_split(data: DataConfig, split: str) -> tuple[str | None, str]:
     dataset = dataset_name(data.dataset)
+    if dataset == "wikitext2-bundled":
+        text, path = _bundled_wikitext(split)
+        return text, f"bundled:{path}"
+    if dataset in DOMAINS:
+        return load_domain(dataset, split)
     if dataset == "wikitext2" and data.data_dir is None:
-        return _hub_wikitext(split), f"hub:{_HUB_WIKITEXT[0]}/{_HUB_WIKITEXT[1]}"
+        return _hub_wikitext(split)
     return _local_text(data, split)
+
+
+def check_source(data: DataConfig, what: str) -> None:
+    """Refuse a local split file that is empty, without reading it (cheap, before any model).
+
+    Raises:
+        ConfigError: naming the empty file.
+    """
+    if data.data_dir is None:
+        return
+    root = Path(data.data_dir).expanduser()
+    split = split_name(data.split)
+    path = root if root.is_file() else None
+    if root.is_dir():
+        path = _split_file(root, split) or (_split_file(root, "validation") if split == "train" else None)
+    if path is not None and path.stat().st_size == 0:
+        raise ConfigError(f"{what} data file {str(path)!r} is empty")
 
 
 def load_text(data: DataConfig) -> tuple[str, dict[str, Any]]:
@@ -142,11 +191,12 @@ def load_text(data: DataConfig) -> tuple[str, dict[str, Any]]:
     text, source = _load_split(data, split)
     info: dict[str, Any] = {"dataset": dataset, "split": split, "split_used": split}
     if text is None and split == "train":
+        missing_in = source
         text, source = _load_split(data, "validation")
         if text is not None:
             info["split_used"] = "validation"
             info["note"] = "train split not available; using validation"
-            logger.warning("%s: train split not found in %s; using validation", dataset, source)
+            logger.warning("%s: train split not found in %s; using validation", dataset, missing_in)
     if text is None:
         raise ConfigError(f"{dataset}: no {split} split in {source}")
     info["source"] = source

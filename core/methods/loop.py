@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from llm_surgeon.errors import NumericalError
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.lora import finetune
 from llm_surgeon.methods.session import PruningSession
@@ -29,20 +30,31 @@ def run_shots(method: Method, session: PruningSession, *, hooks: Sequence[ShotHo
               first_shot: int = 1) -> list[ShotLog]:
     """Run shots ``first_shot ... shots`` of ``session``'s schedule with ``method``.
 
-    After each shot the achieved size (nonzero prunable weights) is recorded, then the
-    hooks run in order, then ``seconds["total"]`` (the shot and its hooks) is set.
+    After each shot the achieved size (nonzero prunable weights) and the real size
+    (``info["real_size"]``, :meth:`PruningSession.real_size`) are recorded, then the hooks
+    run in order. ``seconds["total"]`` is the time of the shot and its hooks so far: each
+    hook sees the time up to it, the log keeps the time with every hook.
 
     Returns:
         The shot logs, in order.
+
+    Raises:
+        NumericalError: naming the shot (and, from the steps, the module).
     """
     logs = []
-    for shot, target in enumerate(shot_targets(session), start=1):
+    planned = shot_targets(session)
+    for shot, target in enumerate(planned, start=1):
         if shot < first_shot:
             continue
         start = time.perf_counter()
-        shot_log = method.run_shot(session, shot, target)
+        try:
+            shot_log = method.run_shot(session, shot, target)
+        except NumericalError as exc:
+            raise NumericalError(f"shot {shot} of {len(planned)}: {exc}") from exc
         shot_log.achieved = session.nonzero_size()
+        shot_log.info["real_size"] = session.real_size()
         for hook in hooks:
+            shot_log.seconds["total"] = time.perf_counter() - start
             hook(session, shot_log)
         shot_log.seconds["total"] = time.perf_counter() - start
         logs.append(shot_log)

@@ -13,7 +13,9 @@ from llm_surgeon.curvature.estimator import CurvatureEstimator
 from llm_surgeon.curvature.types import Curvature
 from llm_surgeon.data.config import CalibrationConfig
 from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule
+from llm_surgeon.model.couplings import Coupling
 from llm_surgeon.model.state import ModuleState
+from llm_surgeon.pruning.compact import real_parameters
 from llm_surgeon.pruning.structures import Scope, Structure, UpdateMode
 from llm_surgeon.util.torch_util import model_device
 
@@ -70,6 +72,7 @@ class PruningSession:
     progress: bool = True
     extras: dict[str, Any] = attrs.field(factory=dict)
     _scopes: list[Scope] | None = attrs.field(default=None, init=False, repr=False)
+    _couplings: list[Coupling] | None = attrs.field(default=None, init=False, repr=False)
 
     @property
     def device(self) -> torch.device:
@@ -80,8 +83,15 @@ class PruningSession:
     def scopes(self) -> list[Scope]:
         """The structure's scopes over the session's modules (computed once)."""
         if self._scopes is None:
-            self._scopes = self.structure.scopes(self.states, self.adapter)
+            self._scopes = self.structure.scopes(self.states, self.adapter, self.couplings)
         return self._scopes
+
+    @property
+    def couplings(self) -> list[Coupling]:
+        """The adapter's couplings (dimensions shared by modules) of the model (computed once)."""
+        if self._couplings is None:
+            self._couplings = self.adapter.couplings(self.model)
+        return self._couplings
 
     def batches(self) -> list[Tensor]:
         """Calibration data split into batches of ``config.calibration.batch_size`` (CPU)."""
@@ -103,9 +113,18 @@ class PruningSession:
         """Fraction of prunable weights still alive by the masks."""
         return self.remaining_weights() / self.total_weights()
 
+    def real_parameters(self) -> int:
+        """Prunable weights a compact export would store (:mod:`llm_surgeon.pruning.compact`)."""
+        return real_parameters({s.pm.name: s.mask.cpu() for s in self.states}, self.couplings)
+
+    def real_size(self) -> float:
+        """Fraction of prunable weights a compact export would store: whole MLP neurons and
+        heads dropped, scattered rows and columns only where index vectors pay off."""
+        return self.real_parameters() / self.total_weights()
+
     def nonzero_size(self) -> float:
         """Fraction of prunable weights that are actually nonzero in the model."""
-        nz = sum(int(s.pm.module.weight.count_nonzero()) for s in self.states)
+        nz = sum(int(s.pm.weight.count_nonzero()) for s in self.states)
         return nz / self.total_weights()
 
     def __iter__(self) -> Iterator[ModuleState]:

@@ -39,6 +39,7 @@ class ThresholdMethod(Method):
         selections = steps.select(session, candidates, target_size)
         del candidates
         shot_log.predicted_cost = steps.remove(session, session.scopes, solvers, selections)
+        steps.free_dead(session, shot_log)
         shot_log.seconds["solver"] = time.perf_counter() - start
         rss["solver"] = peak_rss_mb()
         steps.log_escalations(solvers, shot_log)

@@ -5,17 +5,23 @@ This is the plugin-facing API for architecture adapters: subclass
 dimensions they share (:class:`Coupling`).
 """
 
-from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule, adapter_for
-from llm_surgeon.model.couplings import Coupling, Member
+from llm_surgeon.model.adapters import (
+    ArchitectureAdapter,
+    PrunableModule,
+    RolePart,
+    adapter_for,
+    is_transposed_linear,
+)
+from llm_surgeon.model.aliases import ALIASES, ModelAlias
+from llm_surgeon.model.couplings import Coupling, Member, attention_couplings
 from llm_surgeon.model.loading import (
-    ALIASES,
-    ModelAlias,
     ModelSource,
     context_length,
     load_model,
     load_model_config,
     resolve_model_path,
     save_model,
+    strip_quantization,
 )
 from llm_surgeon.model.state import ModuleState
 
@@ -28,10 +34,14 @@ __all__ = [
     "ModelSource",
     "ModuleState",
     "PrunableModule",
+    "RolePart",
     "adapter_for",
+    "attention_couplings",
     "context_length",
+    "is_transposed_linear",
     "load_model",
     "load_model_config",
     "resolve_model_path",
     "save_model",
+    "strip_quantization",
 ]

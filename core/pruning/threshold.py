@@ -10,7 +10,7 @@ achieved size is within one candidate's worth of weights of the target.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import attrs
 import torch
@@ -141,3 +141,59 @@ def _resolve_ties(counter: _Counter, counts_lo: list[int], counts_hi: list[int],
             return counts
         size = new_size
     return counts
+
+
+def threshold_after(
+    candidates: Sequence[CandidateSet],
+    target: int,
+    size_after: Callable[[list[dict[str, Tensor]]], int],
+    *,
+    upper: int,
+    tolerance: int = 0,
+    iterations: int = 16,
+) -> tuple[list[dict[str, Tensor]], int]:
+    """A global threshold whose size *as measured after a follow-up* is closest to ``target``.
+
+    ``size_after(selections)`` measures the model once the selection is removed and a
+    follow-up has run: dead-structure propagation frees more weights (so the weights
+    it frees count toward the target instead of coming on top), and the size may be
+    counted differently (the parameters of a compact export). It must grow with the
+    threshold's own target ``t`` (weights kept by the selection), which is searched in
+    ``[0, upper]``: a first step of the size's error from ``t = target``, doubled until
+    the target is bracketed, then bisection, until the measured size is within
+    ``tolerance`` weights of the target (or ``iterations`` more thresholds were tried).
+
+    Returns:
+        The selections and their measured size.
+    """
+    best: tuple[int, list[dict[str, Tensor]], int] | None = None
+
+    def measure(t: int) -> int:
+        nonlocal best
+        selections, _ = global_threshold(candidates, t)
+        size = size_after(selections)
+        if best is None or abs(size - target) < best[0]:
+            best = (abs(size - target), selections, size)
+        return size
+
+    t, size = target, measure(target)
+    below = t if size <= target else None  # a threshold target measured at or below the target
+    above = t if size > target else None
+    step = target - size
+    for _ in range(iterations):
+        if abs(size - target) <= tolerance or (below is not None and above is not None and above - below <= 1):
+            break
+        if below is not None and above is not None:
+            t = (below + above) // 2
+        else:
+            nxt = min(max(t + step, 0), upper)
+            if nxt == t:
+                break
+            t, step = nxt, 2 * step
+        size = measure(t)
+        if size <= target:
+            below = t if below is None else max(below, t)
+        else:
+            above = t if above is None else min(above, t)
+    assert best is not None
+    return best[1], best[2]

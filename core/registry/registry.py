@@ -260,6 +260,11 @@ class Registry:
         """Every registered item, by kind then name."""
         return [r for k in Kind for _, r in sorted(self._items[k].items())]
 
+    def plugins(self) -> list[tuple[str, object, str, str]]:
+        """``(name, plugin object, distribution, version)`` of every loaded plugin."""
+        return [(name, plugin, *self._provenance.get(name, ("?", "")))
+                for name, plugin in self.plugin_manager.list_name_plugin() if plugin is not None]
+
 
 def _entry_points() -> list[tuple[EntryPoint, str]]:
     """Every ``llm_surgeon`` entry point with its distribution's name, each once."""
@@ -300,6 +305,11 @@ def get_registry() -> Registry:
             registry.load_entry_points()
             _registry = registry
         return _registry
+
+
+def loaded_registry() -> Registry | None:
+    """The process-wide registry if it was loaded, without loading it."""
+    return _registry
 
 
 def reset_registry() -> None:

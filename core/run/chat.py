@@ -97,7 +97,7 @@ def calibration_conversations(cal: CalibrationConfig, model: nn.Module, tokenize
         cal: the calibration settings.
         model: the dense model (used only to self-generate).
         tokenizer: its tokenizer (must have a chat template).
-        identity: :func:`llm_surgeon.run.ppl_cache.model_identity` of the model (cache key).
+        identity: :func:`llm_surgeon.run.ppl_cache.outputs_identity` of the model (cache key).
         progress: show a progress bar while generating.
 
     Returns:
@@ -139,7 +139,7 @@ def dense_reference(identity: list | None, config: FidelityConfig, tokenizer: Pr
     """The dense reference, from the cache or computed (into the cache or a temporary folder).
 
     Args:
-        identity: :func:`~llm_surgeon.run.ppl_cache.model_identity` of the dense model.
+        identity: :func:`~llm_surgeon.run.ppl_cache.outputs_identity` of the dense model.
         config: the fidelity settings.
         tokenizer: the tokenizer of the model that will be compared (renders the prompts).
         load: returns the dense ``(model, tokenizer)``; called only when not cached.

@@ -8,6 +8,8 @@ refuses unknown keys and names the path of every bad value.
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -21,14 +23,21 @@ from llm_surgeon.data.config import (
     DataConfig,
     EvalConfig,
     FidelityConfig,
+    TasksConfig,
 )
 from llm_surgeon.errors import ConfigError, validation_message
 from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.pruning.nm import check_nm
 from llm_surgeon.util.validators import fraction
 
-__all__ = ["CalibrationConfig", "ChatConfig", "DataConfig", "EvalConfig", "FidelityConfig", "LoraSettings",
-           "RunConfig"]
+__all__ = ["CHECKPOINT_KEEP", "SAVE_FORMATS", "CalibrationConfig", "ChatConfig", "DataConfig", "EvalConfig",
+           "FidelityConfig", "LoraSettings", "RunConfig", "TasksConfig"]
+
+#: How the pruned model can be saved (``RunConfig.save``).
+SAVE_FORMATS = ("zeroed", "compact", "both")
+
+#: What a run with an output folder checkpoints: every shot, only the last shot, nothing.
+CHECKPOINT_KEEP = ("all", "last", "off")
 
 
 @attrs.frozen
@@ -47,6 +56,8 @@ class RunConfig:
         damping_g, damping_a: relative damping of the output factor ``G`` and of the
             input factor ``A``; ``None`` uses the structure's default (README, "Damping").
         update: ``full`` or ``none`` (``None``: the method's default).
+        calibration, evaluation: calibration windows; perplexity evaluation.
+        downstream: lm-eval tasks evaluated after pruning (none by default).
         device: ``cpu``, ``cuda``, ``cuda:1``...
         dtype: model dtype during pruning (``float32``, ``bfloat16``...).
         curvature_device: where curvature statistics and factors live (``None``: with the
@@ -54,6 +65,9 @@ class RunConfig:
         fidelity: agreement with the dense model and question accuracy after pruning.
         out: output folder; ``None`` writes nothing.
         save_model: whether to save the pruned model in ``out``.
+        save: how: ``zeroed`` (same shapes, pruned weights zero), ``compact`` (physically
+            smaller, structured results only) or ``both`` (zeroed in ``out``, compact in
+            ``out/compact``).
         trust_remote_code: passed to transformers when loading.
     """
 
@@ -72,6 +86,7 @@ class RunConfig:
     update: str | None = attrs.field(default=None, validator=v.optional(v.in_(["full", "none"])))
     calibration: CalibrationConfig = attrs.field(factory=CalibrationConfig)
     evaluation: EvalConfig = attrs.field(factory=EvalConfig)
+    downstream: TasksConfig = attrs.field(factory=TasksConfig)
     lora: LoraSettings = attrs.field(factory=LoraSettings)
     fidelity: FidelityConfig = attrs.field(factory=FidelityConfig)
     device: str = "cpu"
@@ -79,6 +94,7 @@ class RunConfig:
     curvature_device: str | None = None
     out: str | None = None
     save_model: bool = True
+    save: str = attrs.field(default="zeroed", validator=v.in_(SAVE_FORMATS))
     trust_remote_code: bool = False
     seed: int = 0
 
@@ -95,7 +111,47 @@ class RunConfig:
         return structure_config(data, cls)
 
 
-_CONVERTER = cattrs.Converter(forbid_extra_keys=True)
+class WrongType(ValueError):
+    """A value of the wrong type in plain configuration data (``shots: "3"``, ``save_model: "no"``)."""
+
+
+def _exact(kind: str, accepts: Callable[[Any], bool], cast: Callable[[Any], Any]) -> Callable:
+    """A structure hook taking only values ``accepts`` admits (cattrs would coerce the rest)."""
+    def structure(value: Any, _type: Any) -> Any:
+        if not accepts(value):
+            raise WrongType(f"expected {kind}, got {type(value).__name__} {value!r}")
+        return cast(value)
+
+    return structure
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _strict(converter: cattrs.Converter) -> cattrs.Converter:
+    """No silent coercion: ``2.7`` is no int, ``"no"`` no bool, ``"qv"`` no tuple of roles."""
+    converter.register_structure_hook(
+        int, _exact("an integer", lambda x: _number(x) and isinstance(x, int), int))
+    converter.register_structure_hook(float, _exact("a number", _number, float))
+    converter.register_structure_hook(bool, _exact("true or false", lambda x: isinstance(x, bool), bool))
+    converter.register_structure_hook(str, _exact("a string", lambda x: isinstance(x, str), str))
+
+    def tuples(type_: Any) -> Callable:
+        item = typing.get_args(type_)[0] if typing.get_args(type_) else Any
+
+        def structure(value: Any, _type: Any) -> tuple:
+            if not isinstance(value, (list, tuple)):
+                raise WrongType(f"expected a list, got {type(value).__name__} {value!r}")
+            return tuple(converter.structure(x, item) for x in value)
+
+        return structure
+
+    converter.register_structure_hook_factory(lambda t: typing.get_origin(t) is tuple, tuples)
+    return converter
+
+
+_CONVERTER = _strict(cattrs.Converter(forbid_extra_keys=True))
 
 
 def unstructure(obj: Any) -> Any:
@@ -104,6 +160,8 @@ def unstructure(obj: Any) -> Any:
 
 
 def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, WrongType):
+        return str(exc)
     if type_ is None and isinstance(exc, ValueError):  # an attrs validator or post-init check
         return validation_message(exc)
     return format_exception(exc, type_)

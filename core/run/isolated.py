@@ -26,7 +26,8 @@ def execute(config: RunConfig, progress: bool) -> dict[str, Any]:
     cuda = torch.device(config.device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    report = prune(config, progress=progress, overwrite=True)
+    # A comparison is many short runs and has no --resume: no checkpoints.
+    report = prune(config, progress=progress, overwrite=True, checkpoints="off")
     if cuda:
         report["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
     return report

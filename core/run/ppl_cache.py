@@ -1,7 +1,7 @@
 """A small on-disk cache of dense perplexities, so repeated runs skip the "before" evaluation.
 
 The key covers the model file (path, size, modification time), dtype, device type and
-the exact evaluation windows. Set ``LLM_SURGEON_CACHE=off`` to disable, or to a folder
+the exact evaluation windows (shape and token ids). Set ``LLM_SURGEON_CACHE=off`` to disable, or to a folder
 to move it (default ``~/.cache/llm-surgeon``).
 """
 
@@ -39,29 +39,40 @@ def model_files(source: ModelSource) -> list[Path]:
     return sorted([folder / "config.json", *folder.glob("*.safetensors")])
 
 
-def model_identity(spec: str, dtype: str, device: str) -> list | None:
-    """What identifies a local model's outputs: its files (path, size, mtime), dtype, device type.
-
-    ``None`` if the model is not a local file or folder (a hub model may change).
-    """
+def model_identity(spec: str) -> list[list] | None:
+    """``[path, size, mtime_ns]`` of each file of a local model; ``None`` for a hub model."""
     try:
         source = resolve_model_path(spec)
         if source.kind == "hub":
             return None
-        files = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in model_files(source)]
+        return [[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in model_files(source)]
     except (OSError, ConfigError):
         return None
-    return [files, dtype, device.split(":")[0]]
+
+
+def outputs_identity(spec: str, dtype: str, device: str) -> list | None:
+    """What identifies a local model's outputs: its files, the dtype and the device type.
+
+    ``None`` if the model is not a local file or folder (a hub model may change).
+    """
+    files = model_identity(spec)
+    return None if files is None else [files, dtype, device.split(":")[0]]
 
 
 def key(config: RunConfig, windows: Tensor) -> str | None:
-    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder."""
-    identity = model_identity(config.model, config.dtype, config.device)
+    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder.
+
+    The windows ``(n_windows, seqlen)`` enter as their shape and token ids: everything
+    that changes them (dataset, data files, split, ``seqlen``, ``windows``, the BOS
+    policy, the tokenizer) changes the key; the shape tells apart windows whose token
+    streams are equal (64 x 512 and 128 x 256 tokens of one text).
+    """
+    identity = outputs_identity(config.model, config.dtype, config.device)
     if identity is None:
         return None
     h = hashlib.sha256()
-    h.update(json.dumps(identity).encode())
-    h.update(windows.cpu().numpy().tobytes())
+    h.update(json.dumps([identity, list(windows.shape), str(windows.dtype)]).encode())
+    h.update(windows.cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

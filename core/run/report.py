@@ -8,6 +8,7 @@ from typing import Any
 
 from llm_surgeon.methods.base import ShotLog
 from llm_surgeon.methods.session import PruningSession
+from llm_surgeon.model.state import mask_sha256
 from llm_surgeon.run.config import RunConfig, unstructure
 from llm_surgeon.run.validate import ResolvedRun
 from llm_surgeon.util.resources import library_versions, peak_rss_mb
@@ -25,7 +26,7 @@ def module_table(session: PruningSession) -> list[dict[str, Any]]:
             "role": s.pm.role,
             "shape": list(s.pm.shape),
             "parameters": s.pm.numel,
-            "remaining": int(s.pm.module.weight.count_nonzero()),
+            "remaining": int(s.pm.weight.count_nonzero()),
         }
         for s in session.states
     ]
@@ -43,9 +44,12 @@ def build_report(
     totals: dict[str, float],
     started: float,
     final_lora: dict[str, Any] | None,
+    evaluation_info: dict[str, Any] | None = None,
     fidelity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of a finished run (``seconds_total`` and ``peak_rss_mb`` as of now)."""
+    # Parameters of the whole model, tied weights counted once (``parameters()`` dedups).
+    model_parameters = sum(p.numel() for p in session.model.parameters())
     return {
         "report_version": REPORT_VERSION,
         "model": config.model,
@@ -57,12 +61,17 @@ def build_report(
         "target_size": config.target_size,
         "achieved_size": session.nonzero_size(),
         "mask_size": session.size(),
+        "real_size": session.real_size(),
+        "real_parameters": session.real_parameters(),
+        "mask_sha256": mask_sha256(session.states),
         "prunable_parameters": session.total_weights(),
+        "model_parameters": model_parameters,
+        "prunable_fraction": session.total_weights() / model_parameters,
         "shots": config.shots,
         "schedule": config.schedule,
         "seed": config.seed,
         "calibration": {**unstructure(config.calibration), **calibration_info},
-        "evaluation": unstructure(config.evaluation),
+        "evaluation": {**unstructure(config.evaluation), **(evaluation_info or {})},
         "ppl_before": ppl_before,
         "ppl_after": ppl_after,
         "fidelity": fidelity,

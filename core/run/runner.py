@@ -7,11 +7,16 @@
     report = prune(RunConfig(model="smollm2-135m", method="surgeon", structure="row-col",
                              target_size=0.8, shots=5, out="out/surgeon-rowcol-0.8"))
     print(report["ppl_before"], report["ppl_after"])
+
+With ``out``, every completed shot is checkpointed in the output's work folder
+(:mod:`llm_surgeon.run.output`), and ``prune(config, resume=True)`` continues an
+interrupted run after its last checkpoint, with a bit-identical result.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -22,41 +27,77 @@ import torch
 from torch import Tensor, nn
 
 from llm_surgeon.data.perplexity import perplexity
-from llm_surgeon.data.windows import calibration_windows, eval_windows
+from llm_surgeon.data.tasks import accuracy_line, run_tasks
+from llm_surgeon.errors import ConfigError, OutputError
 from llm_surgeon.methods.base import Method, ShotLog
 from llm_surgeon.methods.loop import lora_hook, run_shots
 from llm_surgeon.methods.lora.training import finetune
 from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
-from llm_surgeon.model.loading import load_model, save_model
+from llm_surgeon.model.loading import load_weights, save_model
+from llm_surgeon.model.masks import MASKS_FILE, save_masks
 from llm_surgeon.model.state import ModuleState
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.run import ppl_cache
-from llm_surgeon.run.chat import calibration_conversations, fidelity_check
-from llm_surgeon.run.config import RunConfig
+from llm_surgeon.run.chat import fidelity_check
+from llm_surgeon.run.config import CHECKPOINT_KEEP, RunConfig
+from llm_surgeon.run.inputs import RunInputs, complete_calibration, prepare_inputs
+from llm_surgeon.run.output import CONVERSATIONS, RunOutput
 from llm_surgeon.run.report import build_report
 from llm_surgeon.run.validate import ResolvedRun, validate_run
-from llm_surgeon.util.io import atomic_output, check_output_folder, write_json, write_jsonl
+from llm_surgeon.util.faults import fault_point
+from llm_surgeon.util.io import write_json, write_jsonl
+from llm_surgeon.util.progress import no_progress_bars
 from llm_surgeon.util.resources import peak_rss_mb
 
 log = logging.getLogger(__name__)
 
-#: The calibration conversations in the output folder (``chat`` calibration).
-CONVERSATIONS_FILE = "calibration_conversations.jsonl"
 
-
-def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False) -> dict[str, Any]:
+def prune(config: RunConfig, *, progress: bool = True, overwrite: bool = False,
+          resume: bool = False, checkpoints: str = "all") -> dict[str, Any]:
     """Run one pruning job described by ``config`` and return its report.
 
-    If ``config.out`` is set, the pruned model (Hugging Face format), ``run_config.json``
-    and ``report.json`` are written there atomically: a failed run leaves no folder.
+    If ``config.out`` is set, the pruned model (Hugging Face format: zeroed, compact or both,
+    see ``config.save``), ``run_config.json``, ``masks.safetensors`` (one bit per prunable
+    weight, :mod:`llm_surgeon.model.masks`) and ``report.json`` are written there
+    atomically: a failed run leaves no folder that looks complete, and any earlier output
+    is left as it was.
+
+    Args:
+        config: the run.
+        progress: show progress bars.
+        overwrite: replace a non-empty ``config.out`` (and discard an interrupted run of it).
+        resume: continue the interrupted run of ``config.out`` after its last checkpoint;
+            ``config`` must be the one it was started with.
+        checkpoints: with ``config.out``, checkpoint every shot (``all``), keep only the
+            last checkpoint (``last``), or write none (``off``).
+
+    Raises:
+        ConfigError: invalid input, found before any weights are loaded.
     """
+    if checkpoints not in CHECKPOINT_KEEP:
+        raise ConfigError(f"checkpoints must be one of {', '.join(CHECKPOINT_KEEP)}, got {checkpoints!r}")
+    if resume and not config.out:
+        raise ConfigError("resuming needs the output folder of the interrupted run (out)")
     resolved = validate_run(config)
-    if config.out:
-        check_output_folder(config.out, overwrite=overwrite)  # fail now, not after hours of work
+    output = None
+    if config.out:  # fail now, not after hours of work
+        start = RunOutput.resume if resume else RunOutput.start
+        output = start(config, overwrite=overwrite, keep=checkpoints)
+        if output.partial.saved:  # killed after the output was complete, before its rename
+            output.commit()
+            return json.loads((Path(config.out) / "report.json").read_text(encoding="utf-8"))
     started = time.perf_counter()
-    with torch_settings(config.seed):
-        return _run(config, resolved, progress, overwrite, started)
+    try:
+        with torch_settings(config.seed), no_progress_bars(not progress):
+            return _run(config, resolved, progress, started, output)
+    except BaseException as exc:
+        kept = output.failed() if output is not None else None
+        if kept is not None and hasattr(exc, "add_note"):  # Python >= 3.11
+            exc.add_note(kept)
+        elif kept is not None:
+            log.warning("%s", kept)
+        raise
 
 
 @contextlib.contextmanager
@@ -131,38 +172,65 @@ def _log_shot(session: PruningSession, shot_log: ShotLog) -> None:
              shot_log.target, shot_log.achieved)
 
 
-def _calibration(config: RunConfig, model: nn.Module, tokenizer, identity: list | None, progress: bool,
-                 totals: dict[str, float]) -> tuple[Tensor, dict[str, Any], list[dict] | None]:
-    """Calibration windows, their info and the chat conversations (``None`` without chat)."""
-    records, chat_info = calibration_conversations(config.calibration, model, tokenizer, identity,
-                                                   progress=progress)
-    if "seconds" in chat_info:
-        totals["generation"] = chat_info["seconds"]
-    conversations = [r["messages"] for r in records] if records is not None else None
-    calibration, info = calibration_windows(tokenizer, config.calibration, conversations=conversations)
-    if chat_info:
-        info["conversations"] = {**chat_info, **info.get("conversations", {})}
-    if info.get("note"):
-        log.warning("%s", info["note"])
-    return calibration, info, records
+def _shots(method: Method, session: PruningSession, evaluate: _Evaluation,
+           output: RunOutput | None) -> list[ShotLog]:
+    """Every shot's log: restored from the checkpoint of a resumed run, then run."""
+    logs: list[ShotLog] = []
+    checkpoint = output.checkpoint if output is not None else None
+    if checkpoint is not None:
+        logs = checkpoint.restore(session)
+    hooks = [lora_hook, evaluate.every_shot, _log_shot]
+    writer = output.hook(logs) if output is not None else None
+    if writer is not None:
+        hooks.append(writer)
+    first = checkpoint.shot + 1 if checkpoint is not None else 1
+    return logs + run_shots(method, session, hooks=hooks, first_shot=first)
 
 
-def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bool, started: float) -> dict:
-    model, tokenizer = load_model(config.model, dtype=config.dtype, device=config.device,
-                                  trust_remote_code=config.trust_remote_code)
+def _save(output: RunOutput, session: PruningSession, inputs: RunInputs, config: RunConfig,
+          report: dict[str, Any], started: float) -> None:
+    """Write the output into the work folder, then rename it to ``config.out``."""
+    folder = output.start_output()
+    try:
+        if config.save_model:
+            _save_model(config, session.model, inputs.tokenizer, Path(folder), report)
+        fault_point("final-save")
+        write_json(folder / "run_config.json", config.to_dict())
+        save_masks({s.pm.name: s.mask for s in session.states}, Path(folder) / MASKS_FILE)
+        if inputs.conversations is not None:
+            write_jsonl(folder / CONVERSATIONS, inputs.conversations)
+            report["calibration"]["conversations"]["file"] = CONVERSATIONS
+        report["seconds_total"] = time.perf_counter() - started
+        report["peak_rss_mb"] = peak_rss_mb()
+        write_json(folder / "report.json", report)
+    except OSError as exc:
+        raise OutputError(f"could not write the output {config.out!r}: {exc}; "
+                          "any earlier output there is unchanged") from exc
+    output.commit()
+
+
+def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, started: float,
+         output: RunOutput | None) -> dict:
+    inputs = prepare_inputs(config, output)
+    model = load_weights(config.model, dtype=config.dtype, device=config.device,
+                         trust_remote_code=config.trust_remote_code)
     totals: dict[str, float] = {"load": time.perf_counter() - started}
     rss_after_load = peak_rss_mb()  # RSS high-water mark; shots record their own
-    identity = ppl_cache.model_identity(config.model, config.dtype, config.device)
-    calibration, calibration_info, conversations = _calibration(config, model, tokenizer, identity,
-                                                                progress, totals)
-    windows = eval_windows(tokenizer, config.evaluation) if config.evaluation.enabled else None
+    complete_calibration(inputs, config, model, output, totals, progress=progress)  # before any pruning
+    tokenizer, windows = inputs.tokenizer, inputs.windows
     evaluate = _Evaluation(config, windows, progress, totals)
-    ppl_before = evaluate.dense(model)
+    if output is not None and "ppl_before" in output.info:
+        ppl_before = output.info["ppl_before"]  # measured before the interruption
+    else:
+        ppl_before = evaluate.dense(model)
+        if output is not None:
+            output.record(ppl_before=ppl_before)
 
+    identity = ppl_cache.outputs_identity(config.model, config.dtype, config.device)
     with fidelity_check(config.fidelity, identity, model, tokenizer, totals,
                         progress=progress) as measure_fidelity:
-        method, session = build_session(config, resolved, model, calibration, progress)
-        shot_logs = run_shots(method, session, hooks=[lora_hook, evaluate.every_shot, _log_shot])
+        method, session = build_session(config, resolved, model, inputs.calibration, progress)
+        shot_logs = _shots(method, session, evaluate, output)
         for shot_log in shot_logs:
             for phase, secs in shot_log.seconds.items():
                 if phase != "total":
@@ -180,25 +248,29 @@ def _run(config: RunConfig, resolved: ResolvedRun, progress: bool, overwrite: bo
             log.info("perplexity after pruning: %.3f", ppl_after)
         fidelity = measure_fidelity()
 
-    report = build_report(config, resolved, session, shot_logs, calibration_info=calibration_info,
+    report = build_report(config, resolved, session, shot_logs, calibration_info=inputs.calibration_info,
                           ppl_before=ppl_before, ppl_after=ppl_after, totals=totals, started=started,
-                          final_lora=final_lora, fidelity=fidelity)
+                          final_lora=final_lora, evaluation_info=inputs.evaluation_info, fidelity=fidelity)
     report["peak_rss_mb_after"] = {"load": rss_after_load}
-    if config.out:
-        _write_outputs(config, overwrite, model, tokenizer, report, conversations, started)
+    if config.downstream.tasks:
+        report["downstream"] = run_tasks(model, tokenizer, config.downstream)
+        totals["downstream"] = report["downstream"]["seconds"]
+        log.info("downstream after pruning: %s", accuracy_line(report["downstream"]))
+    if output is not None:
+        report["resumed_after"] = output.info.get("resumed_after", [])
+        _save(output, session, inputs, config, report, started)
     return report
 
 
-def _write_outputs(config: RunConfig, overwrite: bool, model: nn.Module, tokenizer, report: dict[str, Any],
-                   conversations: list[dict] | None, started: float) -> None:
-    """The output folder, atomically: model, ``run_config.json``, conversations, ``report.json``."""
-    with atomic_output(config.out, overwrite=overwrite) as folder:
-        if config.save_model:
-            save_model(model, tokenizer, folder)
-        write_json(Path(folder) / "run_config.json", config.to_dict())
-        if conversations is not None:
-            write_jsonl(Path(folder) / CONVERSATIONS_FILE, conversations)
-            report["calibration"]["conversations"]["file"] = CONVERSATIONS_FILE
-        report["seconds_total"] = time.perf_counter() - started
-        report["peak_rss_mb"] = peak_rss_mb()
-        write_json(Path(folder) / "report.json", report)
+def _save_model(config: RunConfig, model: nn.Module, tokenizer: Any, folder: Path, report: dict) -> None:
+    """Write the pruned model as ``config.save`` says; a compact plan goes into the report."""
+    if config.save in ("zeroed", "both"):
+        save_model(model, tokenizer, folder)
+    if config.save in ("compact", "both"):
+        from llm_surgeon.export import save_compact  # transformers' model classes: import on use
+
+        target = folder / "compact" if config.save == "both" else folder
+        plan = save_compact(model, tokenizer, target, source={"model": config.model, "method": config.method,
+                                                            "structure": config.structure})
+        report["compact"] = {k: v for k, v in plan.to_dict().items() if k != "layers"}
+        report["compact"]["folder"] = str(target.relative_to(folder)) if target != folder else "."

@@ -4,7 +4,8 @@
 against the registry, builds each plugin's validated config from the user's options,
 and checks everything that can be checked cheaply: N:M structures, structures the
 method supports, the schedule, dtype and device, data paths, the output folder, and
-sequence lengths against the model's context (read from its config only). The
+sequence lengths against the model's context (read from its config only), and that a
+compact save has a structured result of a supported architecture. The
 output folder is checked by the caller (it depends on ``overwrite``, not on the run). Every
 problem is raised as one :class:`~llm_surgeon.errors.ConfigError` (CLI exit code 2).
 """
@@ -99,17 +100,22 @@ def _with_curvature_device(record: PluginRecord, options: Any, device: str | Non
 
 
 def check_data(data: DataConfig, what: str) -> None:
-    """Check a dataset name, split name and local path (no file is read)."""
+    """Check a dataset name, split name and local path, and that its file is not empty
+    (no file is read)."""
+    from llm_surgeon.data.domains import DOMAINS, check_available
     from llm_surgeon.data.mixture import CHAT
-    from llm_surgeon.data.text import dataset_name, split_name
+    from llm_surgeon.data.text import check_source, dataset_name, split_name
 
     if data.dataset == CHAT or ":" in data.dataset or "," in data.dataset:
         raise ConfigError(f"{what} data must be one text dataset, got {data.dataset!r} "
                           "(chat and mixtures are for calibration)")
-    dataset_name(data.dataset)
+    dataset = dataset_name(data.dataset)
     split_name(data.split)
+    if dataset in DOMAINS:
+        check_available(dataset)
     if data.data_dir is not None and not Path(data.data_dir).expanduser().exists():
         raise ConfigError(f"{what} data path {data.data_dir!r} does not exist")
+    check_source(data, what)
 
 
 def check_calibration(cal: CalibrationConfig) -> None:
@@ -156,7 +162,22 @@ def check_device(device: str) -> None:
         raise ConfigError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA devices)")
 
 
-def _check_model(config: RunConfig, registry: Registry) -> PretrainedConfig:
+def _check_couplings(structure: PluginRecord, adapter: PluginRecord, model_type: str) -> None:
+    """A structure that removes coupled dimensions needs an adapter that declares them."""
+    from llm_surgeon.model.adapters import ArchitectureAdapter
+
+    factory = structure.factory
+    if not getattr(factory, "needs_couplings", False):
+        return
+    cls = adapter.factory
+    if isinstance(cls, type) and cls.couplings is ArchitectureAdapter.couplings:
+        raise ConfigError(
+            f"structure {structure.name!r} needs an architecture adapter that declares couplings "
+            f"(MLP neurons, heads); the adapter for model_type {model_type!r} declares none"
+        )
+
+
+def _check_model(config: RunConfig, registry: Registry, structure: PluginRecord) -> PretrainedConfig:
     from llm_surgeon.model.loading import context_length, load_model_config
     from llm_surgeon.registry.registry import Kind
 
@@ -164,11 +185,10 @@ def _check_model(config: RunConfig, registry: Registry) -> PretrainedConfig:
     model_type = getattr(model_config, "model_type", None)
     adapters = registry.names(Kind.ARCHITECTURE)
     if model_type not in adapters:
-        raise ConfigError(
-            f"no architecture adapter for model_type {model_type!r} (supported: {', '.join(adapters)}). "
-            "Add one by subclassing llm_surgeon.model.ArchitectureAdapter and registering it "
-            "from a plugin's register_architectures hook (see README, 'Writing a plugin')."
-        )
+        from llm_surgeon.model.adapters import unsupported_message
+
+        raise ConfigError(unsupported_message(model_type, adapters))
+    _check_couplings(structure, registry.get(Kind.ARCHITECTURE, model_type), model_type)
     limit = context_length(model_config)
     if limit is not None:
         for what, seqlen in (("calibration", config.calibration.seqlen), ("evaluation", config.evaluation.seqlen)):
@@ -196,6 +216,28 @@ def _resolve_curvature(config: RunConfig, registry: Registry, method: PluginReco
     curvature = registry.get(Kind.CURVATURE, curvature_name)
     curvature_config = curvature.make_config(**config.curvature_options)
     return curvature, _with_curvature_device(curvature, curvature_config, config.curvature_device)
+
+
+def check_save(config: RunConfig, structure: PluginRecord, structure_config: Any,
+               model_config: PretrainedConfig | None) -> None:
+    """A compact save (``save`` = ``compact`` / ``both``) needs a structured result and model.
+
+    Raises:
+        ConfigError: the structure zeroes single weights or N:M groups, which a compact
+            export cannot remove.
+        UnsupportedArchitectureError: the architecture has no compact form.
+    """
+    if config.save == "zeroed" or not config.save_model or not config.out:
+        return
+    if not method_attribute(structure, structure_config, "structured", False):
+        raise ConfigError(
+            f"--save {config.save} needs a structure that removes whole rows and columns "
+            f"(row-col, dims); {config.structure!r} zeroes single weights, which a compact export "
+            "cannot remove: use --save zeroed (for 2:4 on a GPU see `eval --semi-structured`)")
+    if model_config is not None:
+        from llm_surgeon.export.families import check_supported
+
+        check_supported(model_config)
 
 
 def validate_run(
@@ -241,8 +283,13 @@ def validate_run(
     check_calibration(config.calibration)
     if config.evaluation.enabled:
         check_data(config.evaluation.data, "evaluation")
+    if config.downstream.tasks:
+        from llm_surgeon.data.tasks import check_tasks
 
-    model_config = _check_model(config, registry) if check_model else None
+        check_tasks(config.downstream)
+
+    model_config = _check_model(config, registry, structure) if check_model else None
+    check_save(config, structure, structure_config, model_config)
     return ResolvedRun(
         config=config,
         method=method,

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from llm_surgeon.solver.base import (
     DEFAULT_CHUNK_SIZE,
+    SWEEPS,
     ChunkSize,
     CurvatureSolver,
+    Sweep,
     UnsupportedCurvatureError,
     plan_chunks,
 )
@@ -23,6 +25,7 @@ from llm_surgeon.solver.live import LiveView, Solvers
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "SWEEPS",
     "ChunkSize",
     "CurvatureSolver",
     "DampedFactor",
@@ -32,6 +35,7 @@ __all__ = [
     "KroneckerSolver",
     "LiveView",
     "Solvers",
+    "Sweep",
     "UnsupportedCurvatureError",
     "damped_cholesky",
     "damping_schedule",

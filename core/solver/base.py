@@ -14,7 +14,7 @@ and returns float64 tensors on the device of the ``theta`` it was given.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -35,6 +35,14 @@ DEFAULT_CHUNK_SIZE: ChunkSize = 256
 
 #: Above this many weights removed in one chunk, ``E_K F^-1 E_K^T`` is not formed.
 MAX_JOINT = 8192
+
+#: How chunks of removed weights are swept: ``"sequential"``, chunks of whole rows in
+#: row order, each changing only its own and later rows (earlier rows are final, every
+#: step is exact); ``"gauss-seidel"``, every chunk updates every row, and weights removed
+#: by earlier chunks are zeroed again at the end. ``None``: the solver's default
+#: (sequential where it has it).
+Sweep = Literal["sequential", "gauss-seidel"] | None
+SWEEPS = ("sequential", "gauss-seidel")
 
 
 class UnsupportedCurvatureError(ConfigError):
@@ -79,6 +87,30 @@ class CurvatureSolver(ABC):
     @abstractmethod
     def col_costs(self, theta: Tensor) -> Tensor:
         """Cost of removing each whole column alone, ``(d_in,)``."""
+
+    def row_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        """Cost of removing each set of rows (biases included) jointly, each set alone.
+
+        ``L_R = 1/2 (E_R theta)^T (E_R F^-1 E_R^T)^-1 E_R theta`` with ``R`` all weights of
+        the rows. The default reads it off the optimal removal of each set (exact for
+        every solver); solvers with a closed form override it.
+
+        Args:
+            theta: ``(d_out, d_in)``.
+            sets: row indices of each set (any sizes, empty allowed).
+
+        Returns:
+            ``(len(sets),)`` float64 on the CPU.
+        """
+        none = torch.zeros(self.d_in, dtype=torch.bool)
+        return torch.tensor([self.remove_rows_cols(theta, s, none)[1] if len(s) else 0.0 for s in sets],
+                            dtype=torch.float64)
+
+    def col_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        """Cost of removing each set of columns jointly, each set alone (see :meth:`row_set_costs`)."""
+        none = torch.zeros(self.d_out, dtype=torch.bool)
+        return torch.tensor([self.remove_rows_cols(theta, none, s)[1] if len(s) else 0.0 for s in sets],
+                            dtype=torch.float64)
 
     @abstractmethod
     def quadratic(self, delta: Tensor) -> float:
@@ -126,6 +158,7 @@ class CurvatureSolver(ABC):
         *,
         chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
         update: bool = True,
+        sweep: Sweep = None,
     ) -> tuple[Tensor, float]:
         """Remove individual weights, updating the rest chunk by chunk.
 
@@ -139,6 +172,7 @@ class CurvatureSolver(ABC):
             removed: ``(d_out, d_in)`` bool.
             chunk_size: see :data:`ChunkSize`.
             update: ``False`` only zeroes the removed weights.
+            sweep: see :data:`Sweep`.
 
         Returns:
             The new ``theta`` (exactly zero where removed) and the increase of the
@@ -171,6 +205,12 @@ class CurvatureSolver(ABC):
         return removed.to(device=device, dtype=torch.bool)
 
 
+def check_sweep(sweep: Sweep) -> None:
+    """Raise ``ValueError`` for an unknown sweep."""
+    if sweep is not None and sweep not in SWEEPS:
+        raise ValueError(f"sweep must be one of {', '.join(SWEEPS)} or None, got {sweep!r}")
+
+
 def as_mask(selection: Tensor, n: int, what: str) -> Tensor:
     """A bool mask ``(n,)`` from a bool mask or a tensor of indices."""
     if selection.dtype == torch.bool:
@@ -182,7 +222,16 @@ def as_mask(selection: Tensor, n: int, what: str) -> Tensor:
     return mask
 
 
-def plan_chunks(removed: Tensor, chunk_size: ChunkSize) -> tuple[Tensor, list[int]]:
+def by_size(sets: Sequence[Tensor]) -> dict[int, list[int]]:
+    """Positions of the non-empty index sets, grouped by set size (for batched solves)."""
+    groups: dict[int, list[int]] = {}
+    for i, s in enumerate(sets):
+        if len(s):
+            groups.setdefault(len(s), []).append(i)
+    return groups
+
+
+def plan_chunks(removed: Tensor, chunk_size: ChunkSize, *, whole_rows: int = 0) -> tuple[Tensor, list[int]]:
     """Split the removed weights into chunks of whole rows where possible.
 
     Args:
@@ -190,6 +239,9 @@ def plan_chunks(removed: Tensor, chunk_size: ChunkSize) -> tuple[Tensor, list[in
         chunk_size: ``None`` (one chunk), ``"row"`` (one per row) or a positive int:
             consecutive rows are packed while they fit; a row with more removed
             weights than ``chunk_size`` is split into pieces of ``chunk_size``.
+        whole_rows: rows with at most this many removed weights are never split (a
+            larger row becomes a chunk of its own); larger rows are split into pieces
+            of this size.
 
     Returns:
         The row-major flat indices of the removed weights ``(k,)`` and the chunk
@@ -210,6 +262,8 @@ def plan_chunks(removed: Tensor, chunk_size: ChunkSize) -> tuple[Tensor, list[in
         return flat, bounds
     if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be None, 'row' or a positive int, got {chunk_size!r}")
+    if whole_rows > chunk_size:
+        return flat, _pack_whole_rows(counts, chunk_size, whole_rows)
     pos, start = 0, 0  # start of the open chunk
     for c in counts:
         if not c:
@@ -226,3 +280,22 @@ def plan_chunks(removed: Tensor, chunk_size: ChunkSize) -> tuple[Tensor, list[in
     if bounds[-1] != k:
         bounds.append(k)
     return flat, bounds
+
+
+def _pack_whole_rows(counts: list[int], chunk_size: int, whole_rows: int) -> list[int]:
+    """Chunk boundaries packing whole rows up to ``chunk_size`` (see :func:`plan_chunks`)."""
+    bounds, pos = [0], 0
+    for c in counts:
+        if not c:
+            continue
+        if pos > bounds[-1] and pos + c - bounds[-1] > chunk_size:
+            bounds.append(pos)  # close the open chunk before this row
+        if c > chunk_size:  # a chunk of its own, split only beyond whole_rows
+            pos += c
+            bounds.extend(range(bounds[-1] + whole_rows, pos, whole_rows))
+            bounds.append(pos)
+            continue
+        pos += c
+    if bounds[-1] != pos:
+        bounds.append(pos)
+    return bounds

@@ -15,8 +15,11 @@ from torch import Tensor
 from llm_surgeon.curvature.types import DenseCurvature
 from llm_surgeon.solver.base import (
     DEFAULT_CHUNK_SIZE,
+    MAX_JOINT,
     ChunkSize,
     CurvatureSolver,
+    Sweep,
+    check_sweep,
     plan_chunks,
 )
 from llm_surgeon.solver.factor import DampedFactor, damped_cholesky
@@ -106,15 +109,38 @@ class DenseSolver(CurvatureSolver):
         *,
         chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
         update: bool = True,
+        sweep: Sweep = None,
     ) -> tuple[Tensor, float]:
+        check_sweep(sweep)
         if not update:
             return self.zero(theta, removed)
         t0 = self._local(theta)
-        flat, bounds = plan_chunks(self._mask(removed, self.device), chunk_size)
+        mask = self._mask(removed, self.device)
+        if sweep == "gauss-seidel":
+            flat, bounds = plan_chunks(mask, chunk_size)
+        else:
+            flat, bounds = plan_chunks(mask, chunk_size, whole_rows=MAX_JOINT)
         if len(bounds) <= 2:
             return self.remove(theta, removed)
-        t = t0.clone()
+        t, row = t0.clone(), 0
         for start, end in zip(bounds[:-1], bounds[1:], strict=True):
-            t, _ = self._solve_set(t, flat[start:end])
+            if sweep == "gauss-seidel":
+                t, _ = self._solve_set(t, flat[start:end])
+            else:
+                row = min(row, int(flat[start]) // self.d_in)  # pieces of a split row own it
+                t = self._solve_tail(t, flat[start:end], row * self.d_in)
+                row = int(flat[end - 1]) // self.d_in + 1  # rows up to the chunk's last are final
             t.view(-1)[flat[:end]] = 0.0  # earlier removals stay removed
         return t.to(theta.device), self.quadratic(t - t0)
+
+    def _solve_tail(self, t: Tensor, idx: Tensor, start: int) -> Tensor:
+        """Remove ``idx`` changing only the weights from flat index ``start`` on (``F`` restricted)."""
+        flat = t.flatten()
+        f_tail = self._factor.matrix[start:, start:]
+        inv = torch.linalg.inv(f_tail)
+        local = idx - start
+        alpha = torch.linalg.solve(inv[local][:, local], flat[idx])
+        new = flat.clone()
+        new[start:] -= inv[:, local] @ alpha
+        new[idx] = 0.0
+        return new.reshape(self.d_out, self.d_in)

@@ -9,11 +9,20 @@ is the same as zeroing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 
 from llm_surgeon.curvature.types import DiagonalCurvature
-from llm_surgeon.solver.base import DEFAULT_CHUNK_SIZE, ChunkSize, CurvatureSolver, as_mask
+from llm_surgeon.solver.base import (
+    DEFAULT_CHUNK_SIZE,
+    ChunkSize,
+    CurvatureSolver,
+    Sweep,
+    as_mask,
+    check_sweep,
+)
 
 
 class DiagonalSolver(CurvatureSolver):
@@ -47,6 +56,14 @@ class DiagonalSolver(CurvatureSolver):
     def col_costs(self, theta: Tensor) -> Tensor:
         return self.element_costs(theta).sum(dim=0)
 
+    def row_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        rows = self.row_costs(theta).cpu()
+        return torch.stack([rows[s.cpu()].sum() for s in sets]) if len(sets) else rows[:0]
+
+    def col_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        cols = self.col_costs(theta).cpu()
+        return torch.stack([cols[s.cpu()].sum() for s in sets]) if len(sets) else cols[:0]
+
     def quadratic(self, delta: Tensor) -> float:
         d = self._local(delta)
         return 0.5 * float((d * d * self.values).sum())
@@ -68,5 +85,7 @@ class DiagonalSolver(CurvatureSolver):
         *,
         chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
         update: bool = True,
+        sweep: Sweep = None,
     ) -> tuple[Tensor, float]:
+        check_sweep(sweep)
         return self.zero(theta, removed)

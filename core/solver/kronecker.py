@@ -21,6 +21,7 @@ back to the dense solver on layers of at most :data:`DENSE_FALLBACK_MAX` weights
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cached_property
 
 import torch
@@ -31,12 +32,16 @@ from llm_surgeon.solver.base import (
     DEFAULT_CHUNK_SIZE,
     ChunkSize,
     CurvatureSolver,
+    Sweep,
     UnsupportedCurvatureError,
     as_mask,
+    by_size,
+    check_sweep,
 )
 from llm_surgeon.solver.dense import DenseSolver
 from llm_surgeon.solver.elements import remove_elements_rank1
 from llm_surgeon.solver.kronecker_factors import KroneckerFactors
+from llm_surgeon.solver.sequential import remove_elements_sequential
 
 #: Largest ``d_out * d_in`` for which an unsupported case is solved densely.
 DENSE_FALLBACK_MAX = 4096
@@ -111,6 +116,41 @@ class KroneckerSolver(CurvatureSolver, KroneckerFactors):
             return self.dense.col_costs(theta)
         return costs.to(theta.device)
 
+    def row_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        """Rank 1: ``1/2 tr(W_R^T (G^-1_RR)^-1 W_R A)`` per set, batched over sets of one size."""
+        if self.rank != 1:
+            return super().row_set_costs(theta, sets)
+        t = self._local(theta)
+        ta = t @ self.a
+        costs = torch.zeros(len(sets), dtype=torch.float64)
+        for positions in by_size(sets).values():
+            idx = torch.stack([sets[p] for p in positions]).to(self.device)  # (k, w)
+            blocks = self._inverse_blocks(0, idx)  # (k, w, w) = G^-1[R, R]
+            coef = torch.linalg.solve(blocks, t[idx])  # (k, w, d_in)
+            costs[positions] = 0.5 * (coef * ta[idx]).sum(dim=(1, 2)).cpu()
+        return costs
+
+    def col_set_costs(self, theta: Tensor, sets: Sequence[Tensor]) -> Tensor:
+        """Rank 1: ``1/2 tr(G W_C (A^-1_CC)^-1 W_C^T)`` per set, batched over sets of one size."""
+        if self.rank != 1:
+            return super().col_set_costs(theta, sets)
+        t = self._local(theta)
+        gt = self.g @ t
+        costs = torch.zeros(len(sets), dtype=torch.float64)
+        for positions in by_size(sets).values():
+            idx = torch.stack([sets[p] for p in positions]).to(self.device)  # (k, w)
+            blocks = self._inverse_blocks(1, idx)  # (k, w, w) = A^-1[C, C]
+            w_c = t[:, idx].permute(1, 2, 0)  # (k, w, d_out) = W_C^T
+            coef = torch.linalg.solve(blocks, w_c)  # (A^-1_CC)^-1 W_C^T
+            costs[positions] = 0.5 * (coef * gt[:, idx].permute(1, 2, 0)).sum(dim=(1, 2)).cpu()
+        return costs
+
+    def _inverse_blocks(self, side: int, idx: Tensor) -> Tensor:
+        """Blocks ``M^-1[s, s]`` of ``G^-1`` (``side`` 0) or ``A^-1`` for index sets ``idx: (k, w)``."""
+        k, w = idx.shape
+        rows = self._inverse_rows(side, idx.flatten()).reshape(k, w, -1)
+        return torch.take_along_dim(rows, idx[:, None, :].expand(k, w, w), dim=2)
+
     def quadratic(self, delta: Tensor) -> float:
         d = self._local(delta)
         total = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -171,17 +211,28 @@ class KroneckerSolver(CurvatureSolver, KroneckerFactors):
         *,
         chunk_size: ChunkSize = DEFAULT_CHUNK_SIZE,
         update: bool = True,
+        sweep: Sweep = None,
     ) -> tuple[Tensor, float]:
+        """Chunked element removal (see the base class); ``sweep`` (rank 1: ``sequential``
+        by default; rank 2: ``gauss-seidel`` only)."""
+        check_sweep(sweep)
         if not update or self.is_identity:
             return self.zero(theta, removed)
         if self.rank > 2:
-            return self.dense.remove_elements(theta, removed, chunk_size=chunk_size, update=True)
+            return self.dense.remove_elements(theta, removed, chunk_size=chunk_size, update=True,
+                                              sweep=sweep)
         t = self._local(theta)
         mask = self._mask(removed, self.device)
         if not bool(mask.any()):
             return t.to(theta.device), 0.0
-        if self.rank == 1:
+        if self.rank == 1 and sweep != "gauss-seidel":
+            new, cost = remove_elements_sequential(t, mask, self.g_inv_upper, self.a_inv, chunk_size)
+            if cost is not None:  # the steps' costs add up (see the module)
+                return new.to(theta.device), cost
+        elif self.rank == 1:
             new = remove_elements_rank1(t, mask, self.g_inv, self.a_inv, chunk_size)
+        elif sweep == "sequential":
+            raise self._unsupported("the sequential sweep")
         else:
             new = self.eigen.remove_elements(t, mask, chunk_size)
         return new.to(theta.device), self.quadratic(new - t)

@@ -136,6 +136,12 @@ class KroneckerFactors:
         return self._identity(self.d_in) if f is None else f.inverse()
 
     @cached_property
+    def g_inv_upper(self) -> Tensor:
+        """``U`` (rank 1), upper triangular with ``G^-1 = U^T U``, ``(d_out, d_out)``."""
+        f = self._factors[0][0]
+        return self._identity(self.d_out) if f is None else f.inverse_cholesky_upper()
+
+    @cached_property
     def g_inv_diag(self) -> Tensor:
         """``diag(G^-1)`` (rank 1), ``(d_out,)``, without forming ``G^-1``."""
         return self._inverse_diagonal(0, self.d_out)

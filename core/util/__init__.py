@@ -7,6 +7,7 @@ from llm_surgeon.util.torch_util import (
     model_device,
     statistics_dtype,
     torch_dtype,
+    torch_threads,
 )
 from llm_surgeon.util.validators import fraction, one_of
 
@@ -19,4 +20,5 @@ __all__ = [
     "progress_bar",
     "statistics_dtype",
     "torch_dtype",
+    "torch_threads",
 ]

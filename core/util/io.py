@@ -3,6 +3,8 @@
 An output folder only ever appears complete: everything is written into a hidden
 temporary sibling folder which is renamed to the final name when the run succeeds.
 A failed run removes its temporary folder and leaves any existing output untouched.
+Files and folders are created with the permissions the user's umask gives (not the
+private ``0600``/``0700`` of :mod:`tempfile`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,43 @@ from typing import Any
 from llm_surgeon.errors import ConfigError
 
 logger = logging.getLogger(__name__)
+
+
+def umask() -> int:
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def temporary_folder(parent: Path, prefix: str) -> Path:
+    """A new uniquely named folder in ``parent``, with the umask's permissions."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    path.chmod(0o777 & ~umask())
+    return path
+
+
+def apply_umask(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` (and, for a folder, everything in it) the permissions of the umask.
+
+    Some writers (:mod:`tempfile`, safetensors) create files private to the user
+    (``0600``); outputs are meant to be shared like any file the user creates.
+    """
+    mask = umask()
+    path = Path(path)
+    for entry in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        entry.chmod((0o777 if entry.is_dir() else 0o666) & ~mask)
+
+
+def fsync_folder(path: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (renames into it) to disk, where the OS supports it."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
 
 def check_output_folder(folder: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
     """Check that ``folder`` may be written, before any expensive work starts.
@@ -70,29 +109,46 @@ def atomic_output(folder: str | os.PathLike[str], *, overwrite: bool = False) ->
     """
     final = check_output_folder(folder, overwrite=overwrite)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
+    tmp = temporary_folder(final.parent, f".{final.name}.partial-")
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    try:
+        apply_umask(tmp)
+        replace_folder(tmp, final, overwrite=overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("wrote %s", final)
+
+
+def replace_folder(source: Path, final: Path, *, overwrite: bool = False) -> None:
+    """Rename the finished folder ``source`` to ``final`` (same file system).
+
+    An existing ``final`` is checked again (it may have been written meanwhile), moved
+    aside, and deleted only once ``source`` is in its place; if the rename fails it is
+    put back.
+
+    Raises:
+        ConfigError: ``final`` is not empty and ``overwrite`` is off.
+    """
     old = None
     if final.exists():
-        # Re-check: something may have been written there while we ran.
         check_output_folder(final, overwrite=overwrite)
-        old = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-", dir=final.parent))
+        old = temporary_folder(final.parent, f".{final.name}.old-")
         os.replace(final, old / final.name)
     try:
-        os.replace(tmp, final)
+        os.replace(source, final)
     except BaseException:
         if old is not None:
             os.replace(old / final.name, final)
             shutil.rmtree(old, ignore_errors=True)
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
+    fsync_folder(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-    logger.info("wrote %s", final)
 
 
 def _jsonable(obj: Any) -> Any:
@@ -123,6 +179,11 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def to_plain(obj: Any) -> Any:
+    """``obj`` as plain JSON data (dicts, lists, numbers, strings), NaN and infinities kept."""
+    return json.loads(json.dumps(obj, default=_jsonable))
+
+
 def to_json_text(obj: Any) -> str:
     """``obj`` as indented, strict JSON text (NaN and infinities become ``null``)."""
     plain = json.loads(json.dumps(obj, default=_jsonable))
@@ -134,6 +195,7 @@ def _write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
         os.replace(tmp, path)

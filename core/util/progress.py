@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
@@ -34,3 +36,30 @@ def progress_bar(
 
     with tqdm(iterable, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
         yield from bar
+
+
+@contextlib.contextmanager
+def no_progress_bars(enabled: bool = True) -> Iterator[None]:
+    """Inside, every tqdm progress bar of the process is off: llm-surgeon's and the
+    libraries' (transformers' GGUF conversion and weight loading, datasets, lm-eval).
+
+    tqdm bars of all kinds go through ``tqdm.std.tqdm.__init__``, which is wrapped to pass
+    ``disable=True``; the original is restored on exit. ``enabled=False`` does nothing.
+    """
+    if not enabled:
+        yield
+        return
+    from tqdm import std
+
+    original = std.tqdm.__init__
+
+    @functools.wraps(original)
+    def silenced(self, *args, **kwargs):
+        kwargs["disable"] = True
+        original(self, *args, **kwargs)
+
+    std.tqdm.__init__ = silenced
+    try:
+        yield
+    finally:
+        std.tqdm.__init__ = original

@@ -1,7 +1,9 @@
-"""The one table of dtype names and the one "where does this model live" helper."""
+"""The one table of dtype names, the one "where does this model live" helper, thread counts."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from llm_surgeon.errors import ConfigError
@@ -40,3 +42,25 @@ def model_device(model: nn.Module) -> torch.device:
         return next(model.parameters()).device
     except StopIteration:
         return torch.device("cpu")
+
+
+@contextlib.contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the body with ``n`` intra-op threads, restoring the previous count after.
+
+    For loops of small operations (chunk solves of a few hundred weights) and for LAPACK
+    calls whose multi-threaded CPU path is slow: on a 2-core machine shared with other
+    jobs, MKL's two-thread ``potri`` of a 1536 x 1536 float64 factor took 9.3 s against
+    0.39 s on one thread, and a loop of 256-weight chunk solves 68 times as long.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    if n >= before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -229,6 +229,6 @@ def write_back(state: ModuleState, weight: Tensor, removed: Tensor) -> None:
         removed: ``(d_out, d_in)`` bool, weights removed by this shot.
     """
     state.mask = state.mask & ~removed.to(state.mask.device)
-    w = state.pm.module.weight
+    w = state.pm.weight
     w.copy_(weight.to(device=w.device, dtype=w.dtype))
     state.apply_mask()

@@ -271,7 +271,7 @@ class SparseGPTMethod(LayerwiseMethod):
         self, state: ModuleState, stat: HessianStatistic, keep: float, nm: tuple[int, int] | None
     ) -> dict[str, Any]:
         hessian = stat.hessian()
-        weight = state.pm.module.weight.detach().to(device=hessian.device, dtype=hessian.dtype)
+        weight = state.pm.weight.detach().to(device=hessian.device, dtype=hessian.dtype)
         result = sparsegpt_prune(
             weight,
             hessian,

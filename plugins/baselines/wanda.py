@@ -117,7 +117,7 @@ class WandaMethod(LayerwiseMethod):
     def prune_module(
         self, state: ModuleState, stat: ColumnNormStatistic, keep: float, nm: tuple[int, int] | None
     ) -> dict[str, Any]:
-        weight = state.pm.module.weight.detach()
+        weight = state.pm.weight.detach()
         scores = wanda_scores(weight, stat.norms())
         removed = wanda_mask(scores, keep=keep, alive=state.mask, nm=nm, group=self.config.group)
         write_back(state, weight, removed)

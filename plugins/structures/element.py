@@ -16,6 +16,7 @@ from torch import Tensor
 
 from llm_surgeon.pruning import (
     DEFAULT_CHUNK_SIZE,
+    SWEEPS,
     CandidateSet,
     ChunkSize,
     LiveView,
@@ -23,8 +24,19 @@ from llm_surgeon.pruning import (
     Scope,
     Solvers,
     Structure,
+    Sweep,
     UpdateMode,
 )
+
+
+def to_sweep(value: Any) -> Sweep:
+    """Normalise a sweep option: ``None``/``"default"``, ``"sequential"`` or ``"gauss-seidel"``."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "default")):
+        return None
+    text = str(value).strip().lower()
+    if text not in SWEEPS:
+        raise ValueError(f"sweep must be one of {', '.join(SWEEPS)} (or default), got {value!r}")
+    return text  # type: ignore[return-value]
 
 
 def to_chunk_size(value: Any) -> ChunkSize:
@@ -52,11 +64,16 @@ class ElementConfig:
 
     Attributes:
         chunk_size: removed weights solved jointly per chunk: an int (whole rows packed
-            up to that many weights; larger rows are split), ``"row"`` (one row per
-            chunk) or ``None`` (all at once; small layers only).
+            up to that many weights), ``"row"`` (one row per chunk) or ``None`` (all at
+            once; small layers only).
+        sweep: how chunks follow each other: ``sequential`` (default for ``G ⊗ A``:
+            each chunk changes only its own and later rows, earlier rows are final) or
+            ``gauss-seidel`` (every chunk updates every row; rows larger than a chunk
+            are split; earlier removals are zeroed again at the end).
     """
 
     chunk_size: ChunkSize = attrs.field(default=DEFAULT_CHUNK_SIZE, converter=to_chunk_size)
+    sweep: Sweep = attrs.field(default=None, converter=to_sweep)
 
 
 def full_element_costs(state: ModuleState, solvers: Solvers) -> Tensor:
@@ -77,12 +94,25 @@ def full_element_costs(state: ModuleState, solvers: Solvers) -> Tensor:
     return (costs[:, :d_w] * state.mask.cpu()).to(torch.float32)
 
 
+def element_candidates(state: ModuleState, costs: Tensor) -> CandidateSet:
+    """One group ``elements`` of ``costs`` (any shape, dead weights first at cost 0).
+
+    Selecting ``k`` candidates leaves ``numel - max(k, dead)`` weights: dead weights are
+    the cheapest and are counted once.
+    """
+    numel = state.mask.numel()
+    dead = numel - int(state.mask.sum())
+    return CandidateSet(costs={"elements": costs.flatten()},
+                        remaining=lambda counts: numel - max(int(counts["elements"]), dead))
+
+
 def remove_weights(
     state: ModuleState,
     solvers: Solvers,
     removed: Tensor,
     update: UpdateMode,
     chunk_size: ChunkSize,
+    sweep: Sweep = None,
 ) -> float:
     """Remove the weights ``removed`` (``(d_out, d_w)`` bool) of ``state``'s module.
 
@@ -107,6 +137,7 @@ def remove_weights(
         view.restrict(removed_full).to(theta.device),
         chunk_size=chunk_size,
         update=UpdateMode(update) is UpdateMode.FULL,
+        sweep=sweep,
     )
     state.mask = state.mask & ~new.to(state.mask.device)
     state.set_theta(view.scatter(theta, sub))
@@ -134,13 +165,7 @@ class ElementStructure(Structure):
 
     def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
         state = scope.state
-        costs = full_element_costs(state, solvers)
-        numel = costs.numel()
-        dead = numel - int(state.mask.sum())
-        return CandidateSet(
-            costs={"elements": costs.flatten()},
-            remaining=lambda counts: numel - max(int(counts["elements"]), dead),
-        )
+        return element_candidates(state, full_element_costs(state, solvers))
 
     def apply(
         self,
@@ -151,4 +176,4 @@ class ElementStructure(Structure):
     ) -> float:
         state = scope.state
         removed = selected["elements"].reshape(state.mask.shape).to(torch.bool)
-        return remove_weights(state, solvers, removed, update, self.chunk_size)
+        return remove_weights(state, solvers, removed, update, self.chunk_size, self.config.sweep)

@@ -17,7 +17,13 @@ import torch
 from torch import Tensor
 
 from llm_surgeon.errors import ConfigError
-from llm_surgeon.plugins.structures.element import full_element_costs, remove_weights, to_chunk_size
+from llm_surgeon.plugins.structures.element import (
+    element_candidates,
+    full_element_costs,
+    remove_weights,
+    to_chunk_size,
+    to_sweep,
+)
 from llm_surgeon.pruning import (
     DEFAULT_CHUNK_SIZE,
     CandidateSet,
@@ -26,6 +32,7 @@ from llm_surgeon.pruning import (
     Scope,
     Solvers,
     Structure,
+    Sweep,
     UpdateMode,
 )
 
@@ -45,11 +52,13 @@ class NMConfig:
         n: weights removed from every group at the end.
         m: group size (consecutive inputs of a row); ``0 < n < m``.
         chunk_size: chunk size of the correlated updates (see ``element``).
+        sweep: how chunks follow each other (see ``element``).
     """
 
     n: int = attrs.field(default=2, validator=_POSITIVE)
     m: int = attrs.field(default=4, validator=_POSITIVE)
     chunk_size: ChunkSize = attrs.field(default=DEFAULT_CHUNK_SIZE, converter=to_chunk_size)
+    sweep: Sweep = attrs.field(default=None, converter=to_sweep)
 
     def __attrs_post_init__(self) -> None:
         if not self.n < self.m:
@@ -113,12 +122,7 @@ class NMStructure(Structure):
     def candidates(self, scope: Scope, solvers: Solvers) -> CandidateSet:
         state = scope.state
         values, _ = self._candidates(state, solvers)
-        numel = state.mask.numel()
-        dead = numel - int(state.mask.sum())
-        return CandidateSet(
-            costs={"elements": values.flatten()},
-            remaining=lambda counts: numel - max(int(counts["elements"]), dead),
-        )
+        return element_candidates(state, values)
 
     def apply(
         self,
@@ -139,4 +143,5 @@ class NMStructure(Structure):
         chosen = selected["elements"].cpu().to(torch.bool).reshape(positions.shape)
         removed = torch.zeros(d_out, d_w // self.m, self.m, dtype=torch.bool)
         removed.scatter_(2, positions.long(), chosen)
-        return remove_weights(state, solvers, removed.reshape(d_out, d_w), update, self.config.chunk_size)
+        return remove_weights(state, solvers, removed.reshape(d_out, d_w), update, self.config.chunk_size,
+                              self.config.sweep)

@@ -5,7 +5,10 @@ sub-matrix (LLM Surgeon, van der Ouderaa et al., ICLR 2024; row cost
 ``theta_r^T A theta_r / (2 [G^-1]_rr)``, column cost ``theta_c^T G theta_c / (2 [A^-1]_cc)``
 for ``F = G ⊗ A``). Removing a row also removes its bias; the bias column itself is
 never a candidate. With ``update=full`` the selected rows are removed first with their
-closed-form update, then the selected columns of the remaining rows.
+closed-form update, then the selected columns of the remaining rows. After every shot,
+the rows and columns that the removals left functionally dead are removed as well
+(:mod:`llm_surgeon.pruning.dead`; ``propagate=False`` turns this off), and the shot's
+threshold counts them toward its target.
 """
 
 from __future__ import annotations
@@ -14,12 +17,66 @@ import attrs
 import torch
 from torch import Tensor
 
-from llm_surgeon.pruning import CandidateSet, LiveView, Scope, Solvers, Structure, UpdateMode
+from llm_surgeon.pruning import (
+    CandidateSet,
+    LiveView,
+    ModuleState,
+    Scope,
+    Solvers,
+    Structure,
+    UpdateMode,
+)
+
+#: Values of the ``size`` option of structures: what shot targets count.
+SIZE_MEASURES = ("weights", "real")
 
 
 @attrs.frozen
 class RowColConfig:
-    """Options of the ``row-col`` structure (none yet)."""
+    """Options of the ``row-col`` structure.
+
+    Attributes:
+        propagate: remove dead structures after every shot (MLP neurons, value/output
+            and key/query rows left without a reader or a writer); exact, on by default.
+        size: what the targets count: ``weights`` (alive prunable weights) or ``real``
+            (the prunable weights of a compact export: whole neurons and heads dropped,
+            scattered rows and columns stored with index vectors where that is smaller).
+    """
+
+    propagate: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
+    size: str = attrs.field(default="weights", validator=attrs.validators.in_(SIZE_MEASURES))
+
+
+def remove_rows_cols(state: ModuleState, solvers: Solvers, rows: Tensor, cols: Tensor,
+                     update: UpdateMode) -> float:
+    """Remove rows ``(d_out,)`` and columns ``(d_w,)`` (bool) of a module on its live sub-matrix.
+
+    Rows and columns already dead are ignored; the module's weights and mask are
+    updated in place (a removed row's bias is zeroed with it).
+
+    Returns:
+        The predicted increase of the quadratic loss model.
+    """
+    has_bias = state.pm.has_bias
+    mask = state.mask.cpu()
+    view = LiveView.of(mask, has_bias)
+    rows = rows.cpu().to(torch.bool) & mask.any(dim=1)
+    cols = cols.cpu().to(torch.bool) & mask.any(dim=0)
+    if not bool(rows.any() or cols.any()):
+        solvers.discard(state.pm.name)
+        return 0.0
+    solver = solvers.solver(state.pm.name, view, pop=True)
+    theta = state.theta()
+    cols_full = torch.cat([cols, torch.zeros(int(has_bias), dtype=torch.bool)])
+    sub, cost = solver.remove_rows_cols(
+        view.restrict(theta),
+        rows[view.rows],
+        cols_full[view.cols],
+        update=UpdateMode(update) is UpdateMode.FULL,
+    )
+    state.mask = (mask & ~rows[:, None] & ~cols[None, :]).to(state.mask.device)
+    state.set_theta(view.scatter(theta, sub))
+    return float(cost)
 
 
 class RowColStructure(Structure):
@@ -35,9 +92,30 @@ class RowColStructure(Structure):
     #: Measured on SmolLM2-135M (README, "Damping"): 0.1 on both factors beat 0.01.
     default_damping_g = 0.1
     default_damping_a = 0.1
+    structured = True
 
     def __init__(self, config: RowColConfig | None = None):
         self.config = config or RowColConfig()
+
+    @property
+    def propagates(self) -> bool:
+        return self.config.propagate
+
+    @property
+    def size_measure(self) -> str:
+        return self.config.size
+
+    def masks_after(self, scope: Scope, selected: dict[str, Tensor]) -> list[Tensor]:
+        mask = scope.state.mask
+        rows = selected["rows"].cpu().to(torch.bool)
+        cols = selected["cols"].cpu().to(torch.bool)
+        view = LiveView.of(mask, False)
+        if not bool(rows[view.rows].any() or cols[view.cols].any()):
+            return [mask]  # only dead lines selected: nothing changes
+        out = mask.cpu().clone()
+        out[rows] = False
+        out[:, cols] = False
+        return [out]
 
     @staticmethod
     def _w_cols(view: LiveView, has_bias: bool) -> Tensor:
@@ -74,27 +152,4 @@ class RowColStructure(Structure):
         selected: dict[str, Tensor],
         update: UpdateMode,
     ) -> float:
-        state = scope.state
-        has_bias = state.pm.has_bias
-        mask = state.mask.cpu()
-        view = LiveView.of(mask, has_bias)
-        live_rows = mask.any(dim=1)
-        live_cols = mask.any(dim=0)
-        rows = selected["rows"].cpu().to(torch.bool) & live_rows
-        cols = selected["cols"].cpu().to(torch.bool) & live_cols
-        if not bool(rows.any() or cols.any()):
-            solvers.discard(state.pm.name)
-            return 0.0
-        solver = solvers.solver(state.pm.name, view, pop=True)
-        theta = state.theta()
-        cols_full = torch.cat([cols, torch.zeros(int(has_bias), dtype=torch.bool)])
-        sub, cost = solver.remove_rows_cols(
-            view.restrict(theta),
-            rows[view.rows],
-            cols_full[view.cols],
-            update=UpdateMode(update) is UpdateMode.FULL,
-        )
-        new_mask = mask & ~rows[:, None] & ~cols[None, :]
-        state.mask = new_mask.to(state.mask.device)
-        state.set_theta(view.scatter(theta, sub))
-        return float(cost)
+        return remove_rows_cols(scope.state, solvers, selected["rows"], selected["cols"], update)

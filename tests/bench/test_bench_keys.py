@@ -22,3 +22,15 @@ def test_a_new_setting_changes_the_key_only_when_it_is_not_the_default():
     assert records.run_key(run.profile, run.id, old) == key
     on = {**run.config, "fidelity": {**run.config["fidelity"], "enabled": True}}
     assert records.run_key(run.profile, run.id, on) != key
+
+
+def test_the_left_out_defaults_are_the_configs_defaults():
+    """Each setting left out of keys at its default is left out at RunConfig's actual default."""
+    from llm_surgeon.run.config import RunConfig
+
+    defaults = RunConfig(model="_").to_dict()
+    for path, default in records._ADDED_DEFAULTS.items():
+        value = defaults
+        for key in path:
+            value = value[key]
+        assert value == default, path

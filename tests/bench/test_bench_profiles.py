@@ -26,8 +26,16 @@ def test_profile_runs_are_run_configs(name):
 @pytest.mark.parametrize("name", profiles.names())
 def test_profile_runs_pass_validation(name):
     """Plugin names, options, structures and sequence lengths are accepted before loading."""
+    import importlib.util
+
+    from llm_surgeon.model.aliases import ALIASES
+
     validate = pytest.importorskip("llm_surgeon.run.validate")
     seen = set()
+    model = profiles.get(name).base["model"]
+    alias = ALIASES.get(model)
+    # A profile whose model package is not installed (gemma3: 240 MB) is checked without its config.
+    check_model = alias is None or importlib.util.find_spec(alias.package) is not None
     for run in profiles.expand(profiles.get(name)):
         c = run.config
         combo = (c["method"], c["structure"], c["calibration"]["seqlen"], c["evaluation"]["seqlen"],
@@ -35,7 +43,7 @@ def test_profile_runs_pass_validation(name):
         if combo in seen:
             continue
         seen.add(combo)
-        validate.validate_run(RunConfig.from_dict(run.config))
+        validate.validate_run(RunConfig.from_dict(run.config), check_model=check_model)
 
 
 def test_profile_settings_match_the_issue():
@@ -92,3 +100,33 @@ def test_merge_is_deep_and_copies():
 def test_unknown_profile_lists_valid_names():
     with pytest.raises(KeyError, match="quick"):
         profiles.get("quik")
+
+
+def test_ablations_change_one_setting_of_the_cpu_protocol():
+    runs = {r.id: RunConfig.from_dict(r.config) for r in profiles.expand(profiles.get("ablations"))}
+    base = runs["surgeon-rowcol-0.8-kfac"]
+    assert (base.method, base.structure, base.target_size, base.shots) == ("surgeon", "row-col", 0.8, 5)
+    assert (base.calibration.nsamples, base.calibration.seqlen, base.evaluation.windows) == (32, 512, 64)
+    assert base.curvature is None and base.damping_g is None and not base.curvature_options
+
+    def changed(config: RunConfig) -> set[str]:
+        reference = runs[f"surgeon-{config.structure.replace('-', '')}-{config.target_size:g}-kfac"]
+        a, b = config.to_dict(), reference.to_dict()
+        return {k for k in a if a[k] != b[k]}
+
+    expected = {
+        "nkfac-r1": {"curvature", "curvature_options"}, "nkfac-r2": {"curvature", "curvature_options"},
+        "shots1": {"shots"}, "shots10": {"shots"}, "calib8": {"calibration"},
+        "calib128": {"calibration"}, "damp0.03": {"damping_g", "damping_a"},
+        "damp0.3": {"damping_g", "damping_a"}, "sampled": {"curvature_options"},
+        "chunkrow": {"structure_options"}, "chunk1024": {"structure_options"},
+    }
+    for run_id, config in runs.items():
+        if config.structure == "dims" or run_id.endswith("-kfac"):
+            continue
+        assert changed(config) == expected[run_id.rsplit("-0.", 1)[1].split("-", 1)[1]], run_id
+    assert runs["surgeon-rowcol-0.8-nkfac-r2"].curvature_options == {"rank": 2}
+    assert runs["surgeon-element-0.5-nkfac-r1"].curvature == "nearest-kfac"
+    assert {runs[f"surgeon-rowcol-0.8-{t}"].calibration.nsamples for t in ("calib8", "calib128")} == {8, 128}
+    assert runs["surgeon-rowcol-0.8-sampled"].curvature_options == {"fisher_type": "sampled"}
+    assert runs["surgeon-element-0.5-chunkrow"].structure_options == {"chunk_size": "row"}

@@ -137,3 +137,34 @@ def test_readme_without_markers_is_refused(tmp_path):
     with pytest.raises(ValueError, match="bench:quick:start"):
         render.update_readme(readme, tmp_path / "results", ["quick"])
     assert readme.read_text() == "# Title\n"
+
+
+def test_ablations_readme_block_names_what_changed(tmp_path):
+    prov = {"git": {"commit": "b" * 40, "dirty": False}, "machine": {}, "wall_seconds": 1.0}
+    wanted = ("surgeon-rowcol-0.8-kfac", "surgeon-rowcol-0.8-nkfac-r2", "surgeon-rowcol-0.8-calib8",
+              "surgeon-element-0.5-chunkrow")
+    for run in expand(get("ablations")):
+        if run.id not in wanted:
+            continue
+        config = RunConfig.from_dict(run.config)
+        report = fake_report(config, ppl_after=40.0 + len(run.id))
+        nearest = config.curvature == "nearest-kfac"
+        for s in report["shot_log"]:  # nearest-K-FAC: 1 + 2 x 2 passes, warm start after shot 1
+            s["info"]["curvature_passes"] = (5 - (s["shot"] > 1)) if nearest else 1
+        report.update(damping={"g": 0.1, "a": 0.1}, curvature=config.curvature or "kfac")
+        key = records.run_key(run.profile, run.id, config.to_dict())
+        records.write(tmp_path / "results", records.from_report(run, key, report, started_at=records.now(),
+                                                                 provenance=prov))
+    readme = tmp_path / "README.md"
+    start, end = render.readme_markers("ablations")
+    readme.write_text(f"{start}\n{end}\n")
+    render.update_readme(readme, tmp_path / "results")
+    rows = {line.split(" | ")[0][2:]: line for line in readme.read_text().splitlines()
+            if line.startswith("| surgeon-")}
+    assert set(rows) == set(wanted)
+    assert "| nearest-kfac, rank 2 | row-col | 0.8 | 5 | 32 × 512 | 0.1 / 0.1 |" in rows[wanted[1]]
+    assert f"| {40.0 + len(wanted[1]):.2f} | 4.2 |" in rows[wanted[1]]  # (5 + 4 * 4) / 5 passes
+    assert "| kfac | row-col | 0.8 | 5 | 32 × 512 |" in rows[wanted[0]] and "| 1.0 |" in rows[wanted[0]]
+    assert "| 8 × 512 |" in rows[wanted[2]]
+    assert "| element (chunk_size row) | 0.5 |" in rows[wanted[3]]
+    assert "ppl-vs-size" not in readme.read_text()  # one setting per run: no size sweep figure

@@ -88,25 +88,11 @@ def fake_registry(monkeypatch):
 
 
 @pytest.fixture
-def no_model_loading(monkeypatch):
-    """Fail the test if any weights are loaded or the runner starts."""
-    from llm_surgeon.model import loading as models
-
-    def fail(*args, **kwargs):
-        raise AssertionError("model weights were loaded")
-
-    monkeypatch.setattr(models, "load_model", fail)
-    runner = types.ModuleType("llm_surgeon.run.runner")
-    runner.prune = fail
-    monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
-
-
-@pytest.fixture
 def fake_runner(monkeypatch):
     """A stand-in ``llm_surgeon.run.runner`` recording the configs it is given."""
     calls = []
 
-    def prune(config, *, progress=True, overwrite=False):
+    def prune(config, *, progress=True, overwrite=False, **kwargs):
         calls.append((config, progress))
         return {"model": config.model, "method": config.method, "curvature": config.curvature,
                 "structure": config.structure, "target_size": config.target_size,
@@ -141,3 +127,16 @@ def chat_model_dir(tmp_path_factory, chat_model, chat_tokenizer) -> Path:
     chat_model.save_pretrained(folder)
     chat_tokenizer.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def bos_tokenizer(tiny_tokenizer):
+    """The tiny BPE tokenizer, but putting ``<bos>`` in front of every text (as Gemma's does)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = copy.deepcopy(tiny_tokenizer.backend_tokenizer)
+    backend.add_special_tokens(["<bos>"])
+    bos = backend.token_to_id("<bos>")
+    backend.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<|endoftext|>")

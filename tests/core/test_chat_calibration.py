@@ -136,10 +136,10 @@ def test_greedy_replies_stop_at_eos_and_ignore_padding(chat_model, chat_tokenize
 def test_self_generated_conversations_are_cached(chat_model, chat_tokenizer, chat_model_dir, tmp_path,
                                                  monkeypatch):
     from llm_surgeon.run.chat import calibration_conversations
-    from llm_surgeon.run.ppl_cache import model_identity
+    from llm_surgeon.run.ppl_cache import outputs_identity
 
     monkeypatch.setenv("LLM_SURGEON_CACHE", str(tmp_path / "cache"))
-    identity = model_identity(str(chat_model_dir), "float32", "cpu")
+    identity = outputs_identity(str(chat_model_dir), "float32", "cpu")
     cal = CalibrationConfig(data=DataConfig(dataset="chat"), chat=ChatConfig(max_prompts=3, max_new_tokens=4))
     records, info = calibration_conversations(cal, chat_model, chat_tokenizer, identity, progress=False)
     assert len(records) == 3 and info["cache"] == "miss" and info["source"] == "self-generated"

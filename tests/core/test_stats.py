@@ -7,16 +7,9 @@ import torch
 import torch.nn.functional as F
 
 from llm_surgeon.curvature import FisherType, ModuleTokens, PassOptions, TokenObserver, run_pass
+from llm_surgeon.curvature.tokens import GramCache
 from llm_surgeon.model import adapter_for
 from llm_surgeon.testing import tiny_model
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _batches(model, n=2, batch=2, seqlen=6):
@@ -164,3 +157,32 @@ def test_gradients_flow_even_under_no_grad():
     with torch.no_grad():
         run_pass(model, modules, _batches(model, n=1), rec, gradients=True, progress=False)
     assert len(rec.backward_calls) == 1 and rec.backward_calls[0][2].abs().sum() > 0
+
+
+def test_gram_cache_keeps_only_the_last_inputs():
+    cache = GramCache()
+    xs = [torch.randn(3, 4) for _ in range(GramCache.size + 3)]
+    calls = []
+    for x in xs:
+        cache.get(x, (False,), lambda x=x: calls.append(1) or x.T @ x)
+    assert len(cache._entries) == GramCache.size and len(calls) == len(xs)
+    cache.get(xs[-1], (False,), lambda: calls.append(1) or xs[-1].T @ xs[-1])  # recent: a hit
+    cache.get(xs[0], (False,), lambda: calls.append(1) or xs[0].T @ xs[0])  # evicted: computed again
+    assert len(calls) == len(xs) + 1
+
+
+def test_observers_that_read_no_inputs_in_backward_do_not_get_them():
+    model = tiny_model("llama")
+    modules = adapter_for(model).prunable_modules(model)[:2]
+    seen = []
+
+    class GradientsOnly(TokenObserver):
+        backward_inputs = False
+
+        def backward(self, tokens):
+            seen.append(tokens.g.shape)
+            with pytest.raises(RuntimeError, match="backward_inputs"):
+                tokens.a  # noqa: B018
+
+    run_pass(model, modules, _batches(model, n=1), GradientsOnly(), gradients=True, progress=False)
+    assert len(seen) == 2

@@ -111,3 +111,42 @@ def test_float32_costs_are_not_copied_to_float64():
     costs = torch.rand(100)
     groups = _prepare([CandidateSet({"elements": costs}, lambda k: 100 - k["elements"])])
     assert groups[0].costs.dtype == torch.float32 and groups[0].sorted_costs.dtype == torch.float32
+
+
+def _kept(selections, n: int) -> int:
+    return n - int(selections[0]["elements"].sum())
+
+
+@pytest.mark.parametrize("target", [900, 600, 250])
+def test_threshold_after_counts_what_the_follow_up_frees(target):
+    from llm_surgeon.pruning import threshold_after
+
+    gen = torch.Generator().manual_seed(1)
+    n = 1000
+    cands = [_elements(n, gen)]
+
+    def size_after(selections):  # a follow-up that frees a fifth of what was removed, on top
+        kept = _kept(selections, n)
+        return kept - (n - kept) // 5
+
+    selections, size = threshold_after(cands, target, size_after, upper=n)
+    assert size == size_after(selections)
+    assert abs(size - target) <= 1
+    naive, _ = global_threshold(cands, target)
+    assert size_after(naive) < target - 10  # without the search, the follow-up overshoots
+
+
+@pytest.mark.parametrize("target", [950, 500])
+def test_threshold_after_reaches_a_target_measured_above_the_kept_weights(target):
+    from llm_surgeon.pruning import threshold_after
+
+    gen = torch.Generator().manual_seed(2)
+    n = 1000
+    cands = [_elements(n, gen)]
+
+    def size_after(selections):  # e.g. index vectors of a compact export
+        kept = _kept(selections, n)
+        return kept + (n - kept) // 3
+
+    selections, size = threshold_after(cands, target, size_after, upper=n)
+    assert abs(size - target) <= 1

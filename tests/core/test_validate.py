@@ -79,12 +79,13 @@ def test_non_empty_output_needs_overwrite(base_args, tmp_path, fake_registry, no
 
 
 def test_unsupported_architecture(tmp_path, wikitext_dir, fake_registry, no_model_loading, capsys):
-    folder = tmp_path / "gpt2"
+    folder = tmp_path / "bloom"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "gpt2", "n_positions": 64}))
+    (folder / "config.json").write_text(json.dumps({"model_type": "bloom", "seq_length": 64}))
     assert cli.main(["prune", str(folder), "--method", "fake", "--data-dir", str(wikitext_dir), "--seqlen", "32"]) == 2
     err = capsys.readouterr().err
-    assert "no architecture adapter for model_type 'gpt2'" in err and "register_architectures" in err
+    assert "no architecture adapter for model_type 'bloom'" in err and "register_architectures" in err
+    assert "llm_surgeon.testing.check_adapter" in err and "examples/gpt-neox-adapter" in err
 
 
 def test_bad_recipe(tmp_path, fake_registry, no_model_loading, capsys):

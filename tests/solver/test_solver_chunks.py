@@ -47,3 +47,16 @@ def test_empty_and_invalid():
     assert len(flat) == 0 and bounds == [0]
     with pytest.raises(ValueError, match="chunk_size"):
         plan_chunks(_mask([1]), 0)
+
+
+def test_whole_rows_are_packed_and_split_only_beyond_the_limit():
+    def chunks(counts, chunk_size, whole_rows):
+        flat, bounds = plan_chunks(_mask(counts, width=12), chunk_size, whole_rows=whole_rows)
+        assert bounds[0] == 0 and bounds[-1] == len(flat) == sum(counts)
+        return [b - a for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+    assert chunks([2, 2, 2], 4, 8) == [4, 2]
+    assert chunks([3, 6, 1], 4, 8) == [3, 6, 1]  # the row of 6 stays whole
+    assert chunks([9, 1], 4, 8) == [8, 1, 1]  # beyond 8: pieces of 8
+    assert chunks([12, 1], 4, 5) == [5, 5, 2, 1]
+    assert chunks([1, 0, 0, 1], 2, 5) == [2]

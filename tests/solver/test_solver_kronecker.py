@@ -124,12 +124,17 @@ def test_element_update_all_at_once_matches_dense(d_out, d_in, rank, identity_g)
 
 @pytest.mark.parametrize(("rank", "identity_g"), CASES)
 @pytest.mark.parametrize("chunk", [1, 2, 3, 7, "row"])
-def test_chunked_elements_match_the_dense_reference(rank, identity_g, chunk):
+@pytest.mark.parametrize("sweep", ["sequential", "gauss-seidel"])
+def test_chunked_elements_match_the_dense_reference(rank, identity_g, chunk, sweep):
     _, kron, dense = _solvers(7, 6, rank, identity_g, seed=4)
     theta = random_theta(7, 6)
     removed = random_mask(7, 6, 0.45)
-    new, cost = kron.remove_elements(theta, removed, chunk_size=chunk)
-    ref, ref_cost = dense.remove_elements(theta, removed, chunk_size=chunk)
+    if rank == 2 and sweep == "sequential":
+        with pytest.raises(UnsupportedCurvatureError, match="sequential"):
+            kron.remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
+        return
+    new, cost = kron.remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
+    ref, ref_cost = dense.remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
     _, joint_cost = kron.remove_elements(theta, removed, chunk_size=None)
     assert torch.all(new[removed] == 0)
     assert close(new, ref) and close(cost, ref_cost)

@@ -16,6 +16,7 @@ from solver_cases import (
 )
 
 from llm_surgeon.solver import elements
+from llm_surgeon.solver import factor as factor_module
 from llm_surgeon.solver.factor import damped_cholesky
 
 
@@ -60,8 +61,9 @@ def test_mixed_solve_falls_back_to_float64_when_float32_cannot_do_it(monkeypatch
     assert torch.equal(x, real(m, b))
 
 
-@pytest.mark.parametrize(("shape", "chunk"), [((3, 220), None), ((3, 440), "row"), ((6, 200), 300)])
-def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk, monkeypatch):
+@pytest.mark.parametrize(("shape", "chunk"), [((3, 220), None), ((3, 700), "row"), ((6, 400), 700)])
+@pytest.mark.parametrize("sweep", ["sequential", "gauss-seidel"])
+def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk, sweep, monkeypatch):
     # Chunks of at least MIXED_MIN weights (one joint system, single-row and multi-row
     # chunks) are solved in mixed precision; the results must equal the float64 reference.
     curvature = kron_curvature(*shape, seed=5)
@@ -71,9 +73,9 @@ def test_large_chunks_take_the_mixed_path_and_match_the_joint_solve(shape, chunk
     used = []
     real = elements.solve_spd_mixed
     monkeypatch.setattr(elements, "solve_spd_mixed", lambda m, b: used.append(len(m)) or real(m, b))
-    new, cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk)
+    new, cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
     monkeypatch.setattr(elements, "MIXED_MIN", 10**9)  # everything in float64
-    ref, ref_cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk)
+    ref, ref_cost = solve(curvature).remove_elements(theta, removed, chunk_size=chunk, sweep=sweep)
     assert used and min(used) >= mixed_min
     assert close(new, ref, rel=1e-9) and close(cost, ref_cost, rel=1e-9)
     if chunk is None:
@@ -111,3 +113,28 @@ def test_rank2_chunks_share_the_mixed_solve(monkeypatch):
     assert used
     best, best_cost = constrained_optimum(curvature.to_dense(), theta, removed)
     assert close(new, best) and close(cost, best_cost)
+
+
+def test_large_factors_form_their_inverses_in_float32(monkeypatch):
+    m = _spd_with_condition(520, 1e2, seed=3)
+    factor = damped_cholesky(m, 0.01)
+    assert factor.matrix.shape[0] >= factor_module.FLOAT32_INVERSE_MIN and factor.low is not None
+    fast = factor.inverse(), factor.inverse_cholesky_upper(), factor.inverse_diagonal()
+    assert factor._cholesky is None  # no float64 factorisation was needed
+    monkeypatch.setattr(factor_module, "FLOAT32_INVERSE_MIN", 10**9)
+    factor = damped_cholesky(m, 0.01)
+    exact = factor.inverse(), factor.inverse_cholesky_upper(), factor.inverse_diagonal()
+    for f, e in zip(fast, exact, strict=True):
+        assert f.dtype == F64 and close(f, e, rel=1e-5) and not torch.equal(f, e)
+    assert close(exact[0], torch.linalg.inv(factor.matrix), rel=1e-12)
+
+
+def test_element_updates_with_float32_inverses_cost_the_same(monkeypatch):
+    curvature = kron_curvature(520, 6, seed=8)
+    theta = random_theta(520, 6)
+    removed = random_mask(520, 6, 0.5)
+    new, cost = solve(curvature).remove_elements(theta, removed, chunk_size=64)
+    monkeypatch.setattr(factor_module, "FLOAT32_INVERSE_MIN", 10**9)
+    ref, ref_cost = solve(curvature).remove_elements(theta, removed, chunk_size=64)
+    assert close(new, ref, rel=1e-5) and close(cost, ref_cost, rel=1e-6)
+    assert torch.all(new[removed] == 0)

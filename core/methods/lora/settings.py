@@ -34,8 +34,8 @@ class LoraSettings:
 
     enabled: bool = False
     rank: int = attrs.field(default=8, validator=v.ge(1))
-    alpha: float = 16.0
-    dropout: float = 0.0
+    alpha: float = attrs.field(default=16.0, validator=v.gt(0.0))
+    dropout: float = attrs.field(default=0.0, validator=[v.ge(0.0), v.lt(1.0)])
     lr: float = attrs.field(default=1e-3, validator=v.gt(0.0))
     steps_per_shot: int = attrs.field(default=30, validator=v.ge(0))
     fraction: float = attrs.field(default=1.0, validator=fraction)

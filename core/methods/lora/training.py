@@ -194,9 +194,9 @@ def _merge(session: PruningSession, tuner: Any, states: list[ModuleState], layer
     model = session.model
     with torch.no_grad():
         adapter_logits = model(input_ids=probe, use_cache=False).logits
-        dropped = dropped_delta_fraction(
-            [(s, layer.get_delta_weight(_ADAPTER)) for s, layer in zip(states, layers, strict=True)]
-        )
+        # peft gives a Conv1D's delta in its stored (d_in, d_out) layout; masks are (d_out, d_in).
+        deltas = [(s, layer.get_delta_weight(_ADAPTER)) for s, layer in zip(states, layers, strict=True)]
+        dropped = dropped_delta_fraction([(s, d.t() if s.pm.transposed else d) for s, d in deltas])
     for c in constraints:
         c.remove()
     constraints.clear()

@@ -1,13 +1,4 @@
-"""Helpers for testing llm-surgeon and third-party plugins on tiny random models.
-
-Plugin authors can run the same contract checks the built-ins pass::
-
-    from llm_surgeon.testing import tiny_model, check_prune
-
-    model = tiny_model("llama")
-    check_prune(model, method="surgeon", curvature="my-curvature", structure="row-col",
-                target_size=0.7, shots=2)
-"""
+"""Prune a tiny model with registered plugins and check the contract every method keeps."""
 
 from __future__ import annotations
 
@@ -22,13 +13,11 @@ from llm_surgeon.methods.loop import run_shots
 from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
 from llm_surgeon.model.state import ModuleState
-from llm_surgeon.model.tiny import TINY_FAMILIES, random_tokens, tiny_model
-from llm_surgeon.pruning.nm import structure_request
+from llm_surgeon.model.tiny import random_tokens
+from llm_surgeon.pruning.nm import parse_nm, structure_request
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.registry.registry import Kind, get_registry
 from llm_surgeon.run.config import RunConfig
-
-__all__ = ["TINY_FAMILIES", "check_prune", "make_session", "random_tokens", "tiny_model"]
 
 
 def make_session(model: nn.Module, *, method: str = "surgeon", curvature: str | None = None,
@@ -71,10 +60,12 @@ class _ContractCheck:
         self.previous = [s.mask.clone() for s in session.states]
 
     def __call__(self, session: PruningSession, shot_log: ShotLog) -> None:
-        slack = max(max(s.pm.shape) for s in session.states) / session.total_weights()
-        assert abs(session.size() - shot_log.target) <= slack + 1e-9, (session.size(), shot_log.target)
+        largest = max(session.structure.max_candidate_weights(scope) for scope in session.scopes)
+        slack = largest / session.total_weights()
+        size = session.real_size() if session.structure.size_measure == "real" else session.size()
+        assert abs(size - shot_log.target) <= slack + 1e-9, (size, shot_log.target)
         for state, before in zip(session.states, self.previous, strict=True):
-            w = state.pm.module.weight.detach().cpu()
+            w = state.pm.weight.detach().cpu()
             assert torch.all(w[~state.mask] == 0), f"{state.pm.name}: masked weights are not zero"
             assert not torch.any(state.mask & ~before), f"{state.pm.name}: a removed weight came back"
         self.previous = [s.mask.clone() for s in session.states]
@@ -83,12 +74,19 @@ class _ContractCheck:
 def check_prune(model: nn.Module, **kwargs: Any) -> PruningSession:
     """Prune ``model`` and assert the contract every method/curvature/structure must keep.
 
-    Checks: each shot's size is within one candidate's worth of its target, weights
-    outside the masks are exactly zero, the masks only shrink, and the model's outputs
-    stay finite. Keyword arguments are those of :func:`make_session`.
+    Checks: each shot's size (by the structure's ``size_measure``) is within one
+    candidate's worth of its target (``Structure.max_candidate_weights``), weights
+    outside the masks are exactly zero, the masks only shrink, an ``N:M`` run to size
+    ``1 - N/M`` leaves ``M - N`` weights in every group, and the model's outputs stay
+    finite. Keyword arguments are those of :func:`make_session`.
     """
     method, session = make_session(model, **kwargs)
     run_shots(method, session, hooks=[_ContractCheck(session)])
+    nm = parse_nm(kwargs.get("structure", "row-col"))
+    if nm is not None and kwargs.get("target_size") == 1 - nm[0] / nm[1]:
+        for state in session.states:  # the final N:M shot leaves M - N weights in each group
+            groups = state.mask.reshape(state.mask.shape[0], -1, nm[1])
+            assert (groups.sum(-1) == nm[1] - nm[0]).all(), f"{state.pm.name}: not {nm[0]}:{nm[1]}"
     with torch.no_grad():
         logits = model(random_tokens(model, 2, 8, seed=1)).logits
     assert torch.isfinite(logits).all(), "non-finite logits after pruning"
