@@ -24,6 +24,8 @@ Profiles (``python -m bench list`` prints them):
 * ``scale``: a random Llama with Llama-2-7B's widths and 2 layers, random tokens, one
   shot of surgeon row-col and element: seconds per layer and peak memory at 7B widths
   (``bench/configs/``, :mod:`bench.simulate`).
+* ``chat``: the ``cpu`` protocol calibrated on WikiText-2, on self-generated chat and on
+  a 50/50 mix, with fidelity checks (KL to dense, greedy match, question accuracy).
 """
 
 from __future__ import annotations
@@ -47,12 +49,14 @@ class Profile:
         base: ``RunConfig`` fields shared by every run (nested dicts for
             ``calibration``, ``evaluation`` and ``lora``).
         runs: per run, ``{"id": ..., **overrides}``; overrides are merged into ``base``.
+        figures: draw the profile's figures (perplexity against size, sparsity...).
     """
 
     name: str
     description: str
     base: dict[str, Any]
     runs: tuple[dict[str, Any], ...]
+    figures: bool = True
 
 
 @attrs.frozen
@@ -309,8 +313,33 @@ def _scale() -> Profile:
     )
 
 
+#: Calibrations of the ``chat`` profile: run-id tag -> calibration dataset.
+CHAT_CALIBRATIONS = {"wikitext2": "wikitext2", "chat": "chat", "mix": "wikitext2:0.5,chat:0.5"}
+
+
+def _chat() -> Profile:
+    runs = []
+    for method, structure, target in (("surgeon", "row-col", 0.8), ("surgeon", "element", 0.5),
+                                      ("sparsegpt", "element", 0.5), ("surgeon", "2:4", 0.5),
+                                      ("sparsegpt", "2:4", 0.5)):
+        for tag, dataset in CHAT_CALIBRATIONS.items():
+            entry = _run(method, structure, target, _shots(method, 5), tag=tag)
+            entry["calibration"] = {"data": {"dataset": dataset}}
+            runs.append(entry)
+    base = _base(nsamples=32, cal_seqlen=512, windows=64)
+    base["fidelity"] = {"enabled": True}
+    return Profile(
+        name="chat",
+        description="cpu protocol calibrated on WikiText-2, self-generated chat and a 50/50 mix, "
+                    "with fidelity checks (hours on 2 cores)",
+        base=base,
+        runs=tuple(runs),
+        figures=False,
+    )
+
+
 _BUILDERS = {"ci": _ci, "quick": _quick, "compact": _compact, "cpu": _cpu, "gemma3": _gemma3,
-             "dims": _dims, "ablations": _ablations, "paper": _paper, "scale": _scale}
+             "dims": _dims, "ablations": _ablations, "paper": _paper, "scale": _scale, "chat": _chat}
 
 
 def names() -> list[str]:

@@ -32,9 +32,16 @@ log = logging.getLogger(__name__)
 
 RECORD_VERSION = 1
 #: Phases of :data:`seconds`, in display order.
-PHASES = ("load", "passes", "algebra", "solver", "lora", "eval", "other")
+PHASES = ("load", "generation", "passes", "algebra", "solver", "lora", "eval", "fidelity", "other")
+#: Phases only recorded when a run had them (chat self-generation, fidelity checks).
+OPTIONAL_PHASES = ("generation", "fidelity")
 #: Phases counted as forward/backward passes in ``outside_passes_ratio``.
-PASS_PHASES = ("passes", "eval", "lora")
+PASS_PHASES = ("generation", "passes", "eval", "lora", "fidelity")
+#: Fidelity fields kept in a record (the summary; examples go to their own fields).
+FIDELITY_FIELDS = ("kl", "match_rate", "positions", "question_accuracy", "dense_question_accuracy",
+                   "questions", "heldout_prompts", "response_tokens")
+#: Held-out responses kept per record, next to the dense model's.
+FIDELITY_EXAMPLES = 8
 #: Config keys that say where things live, not what is computed (excluded from keys).
 _LOCATION_KEYS = ("out", "save_model", "save")
 
@@ -45,6 +52,10 @@ _ADDED_DEFAULTS: dict[tuple[str, ...], Any] = {
     ("calibration", "bos"): "auto",
     ("evaluation", "bos"): "auto",
     ("downstream",): {"tasks": [], "tasks_dir": None, "limit": None, "num_fewshot": 0, "batch_size": 1},
+    ("fidelity",): {"enabled": False, "prompts": None, "response_tokens": 32, "questions": None,
+                    "answer_tokens": 32, "batch_size": 16},
+    ("calibration", "chat"): {"file": None, "prompts": None, "max_prompts": None, "max_new_tokens": 128,
+                              "temperature": 0.7, "top_p": 0.9, "batch_size": 16},
 }
 
 
@@ -74,7 +85,8 @@ def run_key(profile: str, run_id: str, config: dict[str, Any], *, simulate: bool
     """Hash of what a run computes: profile, run id and settings (not data/output folders).
 
     ``config`` should be the full dictionary of ``RunConfig.to_dict()`` so that defaults
-    are part of the key; ``simulate`` marks runs on random weights (:mod:`bench.simulate`).
+    are part of the key (except those of settings added later, :data:`_ADDED_DEFAULTS`);
+    ``simulate`` marks runs on random weights (:mod:`bench.simulate`).
     """
     payload: dict[str, Any] = {"profile": profile, "run_id": run_id, "config": _strip_locations(config)}
     if simulate:
@@ -96,10 +108,11 @@ def _finite(x: Any) -> float | None:
 
 
 def split_seconds(report: dict[str, Any]) -> dict[str, float]:
-    """Seconds per phase (:data:`PHASES`) and ``total`` from a pruning report."""
+    """Seconds per phase (:data:`PHASES`; the optional ones only if run) and ``total``."""
     totals = report.get("seconds") or {}
     total = float(report.get("seconds_total") or sum(totals.values()))
-    seconds = {p: float(totals.get(p, 0.0)) for p in PHASES if p != "other"}
+    seconds = {p: float(totals.get(p, 0.0)) for p in PHASES
+               if p != "other" and (p not in OPTIONAL_PHASES or p in totals)}
     seconds["other"] = max(0.0, total - sum(seconds.values()))
     seconds["total"] = total
     return seconds
@@ -138,6 +151,31 @@ def _shots(report: dict[str, Any]) -> list[dict[str, Any]]:
             "communication": info.get("communication"),
         })
     return shots
+
+
+def _calibration(report: dict[str, Any]) -> dict[str, Any]:
+    calibration = report.get("calibration") or {}
+    chat = calibration.get("conversations") or {}
+    keep = ("source", "prompts", "conversations", "tokens", "windows_available", "finished", "cache",
+            "seconds")
+    return {"nsamples": calibration.get("nsamples"), "seqlen": calibration.get("seqlen"),
+            "data": (calibration.get("data") or {}).get("dataset"),
+            "split": calibration.get("split_used") or (calibration.get("data") or {}).get("split"),
+            "sources": calibration.get("sources"),
+            "conversations": {k: chat.get(k) for k in keep} if chat else None,
+            "note": calibration.get("note")}
+
+
+def _fidelity(report: dict[str, Any]) -> dict[str, Any]:
+    """``fidelity`` (summary), ``fidelity_heldout`` and ``fidelity_answers`` record fields."""
+    fidelity = report.get("fidelity")
+    if not fidelity:
+        return {}
+    answers = [{k: a.get(k) for k in ("id", "model", "correct", "dense", "dense_correct")}
+               for a in fidelity.get("answers") or []]
+    return {"fidelity": {k: fidelity.get(k) for k in FIDELITY_FIELDS},
+            "fidelity_heldout": (fidelity.get("heldout") or [])[:FIDELITY_EXAMPLES],
+            "fidelity_answers": answers}
 
 
 def _modules(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -179,7 +217,6 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
     seconds = split_seconds(report)
     shots = _shots(report)
     curvature_mb = [s["curvature_mb"] for s in shots if s["curvature_mb"] is not None]
-    calibration = report.get("calibration") or {}
     evaluation = report.get("evaluation") or {}
     return _common(run, key, started_at, {
         "status": "ok",
@@ -190,14 +227,13 @@ def from_report(run: Any, key: str, report: dict[str, Any], *, started_at: str,
         "achieved_size": report.get("achieved_size"),
         "real_size": report.get("real_size"),
         "real_parameters": report.get("real_parameters"),
-        "calibration": {"nsamples": calibration.get("nsamples"), "seqlen": calibration.get("seqlen"),
-                        "split": calibration.get("split_used") or (calibration.get("data") or {}).get("split"),
-                        "note": calibration.get("note")},
+        "calibration": _calibration(report),
         "evaluation": {"windows": evaluation.get("windows"), "seqlen": evaluation.get("seqlen"),
                        "split": (evaluation.get("data") or {}).get("split"),
                        "every_shot": evaluation.get("every_shot", False)},
         "ppl_before": _finite(report.get("ppl_before")),
         "ppl_after": _finite(report.get("ppl_after")),
+        **_fidelity(report),
         "seconds": seconds,
         "outside_passes_ratio": outside_passes_ratio(seconds),
         "outside_passes_ratio_excl_load": outside_passes_ratio(seconds, exclude_load=True),
@@ -246,7 +282,7 @@ def _safe(name: str) -> str:
 
 
 #: Record fields written one item per line (the rest: one field per line).
-_LISTS_BY_LINE = ("shot_log", "modules")
+_LISTS_BY_LINE = ("shot_log", "modules", "fidelity_heldout", "fidelity_answers")
 
 
 def dumps(record: dict[str, Any]) -> str:

@@ -28,6 +28,8 @@ _EXPORTS: dict[str, str] = {
     "CalibrationConfig": "llm_surgeon.data.config",
     "EvalConfig": "llm_surgeon.data.config",
     "DataConfig": "llm_surgeon.data.config",
+    "ChatConfig": "llm_surgeon.data.config",
+    "FidelityConfig": "llm_surgeon.data.config",
     "LoraSettings": "llm_surgeon.methods.lora.settings",
     "FisherType": "llm_surgeon.curvature.options",
     "load_recipe": "llm_surgeon.run.recipes",
@@ -48,6 +50,10 @@ _EXPORTS: dict[str, str] = {
     "calibration_windows": "llm_surgeon.data.windows",
     "eval_windows": "llm_surgeon.data.windows",
     "perplexity": "llm_surgeon.data.perplexity",
+    "load_conversations": "llm_surgeon.data.conversations",
+    "self_generate": "llm_surgeon.data.generation",
+    "build_reference": "llm_surgeon.data.reference",
+    "measure_fidelity": "llm_surgeon.data.fidelity",
     # plugins
     "hookimpl": "llm_surgeon.registry.hookspecs",
     "get_registry": "llm_surgeon.registry.registry",
@@ -73,6 +79,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [
     "ArchitectureAdapter",
     "CalibrationConfig",
+    "ChatConfig",
     "ConfigError",
     "Curvature",
     "CurvatureEstimator",
@@ -80,6 +87,7 @@ __all__ = [
     "DataConfig",
     "DiagonalCurvature",
     "EvalConfig",
+    "FidelityConfig",
     "FisherType",
     "Kind",
     "KroneckerCurvature",
@@ -94,19 +102,23 @@ __all__ = [
     "Structure",
     "SurgeonError",
     "UnsupportedArchitectureError",
+    "build_reference",
     "calibration_windows",
     "config_from_recipe",
     "eval_windows",
     "get_registry",
     "hookimpl",
+    "load_conversations",
     "load_model",
     "load_model_config",
     "load_recipe",
     "load_text",
+    "measure_fidelity",
     "perplexity",
     "prune",
     "resolve_model_path",
     "save_model",
+    "self_generate",
     "validate_run",
     "build_compact",
     "compact_model",
@@ -142,8 +154,18 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from llm_surgeon.curvature.estimator import CurvatureEstimator, CurvatureResult
     from llm_surgeon.curvature.options import FisherType
     from llm_surgeon.curvature.types import Curvature, DiagonalCurvature, KroneckerCurvature
-    from llm_surgeon.data.config import CalibrationConfig, DataConfig, EvalConfig
+    from llm_surgeon.data.config import (
+        CalibrationConfig,
+        ChatConfig,
+        DataConfig,
+        EvalConfig,
+        FidelityConfig,
+    )
+    from llm_surgeon.data.conversations import load_conversations
+    from llm_surgeon.data.fidelity import measure_fidelity
+    from llm_surgeon.data.generation import self_generate
     from llm_surgeon.data.perplexity import perplexity
+    from llm_surgeon.data.reference import build_reference
     from llm_surgeon.data.text import load_text
     from llm_surgeon.data.windows import calibration_windows, eval_windows
     from llm_surgeon.errors import (

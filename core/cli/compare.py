@@ -27,6 +27,7 @@ from typing import Any
 
 from llm_surgeon.analysis.run_figures import write_run_figures
 from llm_surgeon.cli.options import add_bos_argument, add_data_arguments, comma_list, parse_options
+from llm_surgeon.data.mixture import text_dataset
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.pruning.nm import parse_nm
 from llm_surgeon.run.comparison import render_markdown, summarize, write_comparison
@@ -122,9 +123,11 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
     ev: dict[str, Any] = {}
     cal_data: dict[str, Any] = {"split": args.calib_split or "train"}
     ev_data: dict[str, Any] = {"split": args.eval_split or "test"}
+    if args.data:  # a chat calibration or mixture evaluates on its text dataset (default wikitext2)
+        cal_data["dataset"] = args.data
+        if text_dataset(args.data):
+            ev_data["dataset"] = text_dataset(args.data)
     for data in (cal_data, ev_data):
-        if args.data:
-            data["dataset"] = args.data
         if args.data_dir:
             data["data_dir"] = args.data_dir
     cal["data"], ev["data"] = cal_data, ev_data

@@ -22,11 +22,15 @@ import attrs
 from llm_surgeon.cli.options import (
     add_bos_argument,
     add_data_arguments,
+    add_fidelity_arguments,
     add_tasks_arguments,
     comma_list,
+    fidelity_overrides,
+    format_fidelity,
     parse_options,
     tasks_fields,
 )
+from llm_surgeon.data.mixture import text_dataset
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.run.config import CHECKPOINT_KEEP, SAVE_FORMATS, RunConfig
@@ -115,6 +119,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     d.add_argument("--eval-windows", type=int, metavar="N", help="evaluate on the first N windows only")
     d.add_argument("--eval-every-shot", action="store_true", default=None, help="perplexity after every shot")
     d.add_argument("--no-eval", action="store_true", default=None, help="skip perplexity evaluation")
+    d.add_argument("--chat-file", metavar="FILE",
+                   help="--data chat: a JSONL of conversations ({\"messages\": [...]} per line) instead "
+                   "of self-generated ones")
+    d.add_argument("--chat-prompts", type=int, metavar="N",
+                   help="self-generated chat: answer the first N bundled seed prompts (all 320)")
+    d.add_argument("--chat-tokens", type=int, metavar="N", help="self-generated chat: longest answer (128)")
+    d.add_argument("--chat-temperature", type=float, metavar="T",
+                   help="self-generated chat: sampling temperature (0.7)")
+    add_fidelity_arguments(p)
 
     r = p.add_argument_group("run")
     r.add_argument("--device", help="cpu (default), cuda, cuda:1...")
@@ -186,8 +199,9 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
         if options:
             o[key] = options
 
+    _set(o, "calibration.data.dataset", args.data)
+    _set(o, "evaluation.data.dataset", text_dataset(args.data) if args.data else None)
     for section in ("calibration", "evaluation"):
-        _set(o, f"{section}.data.dataset", args.data)
         _set(o, f"{section}.data.data_dir", args.data_dir)
         _set(o, f"{section}.seqlen", args.seqlen)
         _set(o, f"{section}.batch_size", args.batch_size)
@@ -195,6 +209,11 @@ def overrides_from_args(args: argparse.Namespace) -> dict[str, Any]:
     _set(o, "calibration.data.split", args.calib_split)
     _set(o, "calibration.nsamples", args.nsamples)
     _set(o, "calibration.seed", args.seed)
+    for flag, field in (("chat_file", "file"), ("chat_prompts", "max_prompts"),
+                        ("chat_tokens", "max_new_tokens"), ("chat_temperature", "temperature")):
+        _set(o, f"calibration.chat.{field}", getattr(args, flag))
+    for field, value in fidelity_overrides(args).items():
+        _set(o, f"fidelity.{field}", value)
     _set(o, "evaluation.data.split", args.eval_split)
     _set(o, "evaluation.windows", args.eval_windows)
     _set(o, "evaluation.every_shot", args.eval_every_shot)
@@ -249,6 +268,12 @@ def _summary(report: dict[str, Any]) -> str:
         f"ppl before     {fmt(report.get('ppl_before'))}",
         f"ppl after      {fmt(report.get('ppl_after'))}",
     ]
+    sources = (report.get("calibration") or {}).get("sources") or []
+    if len(sources) > 1 or any(src["name"] == "chat" for src in sources):
+        parts = ", ".join(f"{src['name']} {src['windows']}" for src in sources)
+        lines.append(f"calibration    windows: {parts}")
+    if report.get("fidelity"):
+        lines.append(f"fidelity       {format_fidelity(report['fidelity'])}")
     if report.get("downstream"):
         from llm_surgeon.data.tasks import accuracy_line
 

@@ -49,7 +49,8 @@ def compare_args(args: argparse.Namespace) -> argparse.Namespace:
     data = "wikitext2" if args.data_dir else "wikitext2-bundled"
     return argparse.Namespace(
         model=args.model, **RECIPE, method_option=None, data=data, data_dir=args.data_dir,
-        bos=None, calib_split="validation", eval_split="test", batch_size=None, seed=None,
+        bos=None, calib_split="validation", eval_split="test", calib_data=None, eval_data=None,
+        batch_size=None, seed=None,
         device=args.device, dtype=None, out=args.out, overwrite=args.overwrite, save_models=False,
         in_process=True, no_progress=args.no_progress,
     )

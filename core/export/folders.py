@@ -82,14 +82,15 @@ def load(spec: str, *, dtype: str = "float32", device: str = "cpu",
 
 def check_export(source: str, out: str | Path | None, *, overwrite: bool = False,
                  trust_remote_code: bool = False) -> None:
-    """Check an export before any weights are loaded: architecture and output folder.
+    """Check an export before any weights are loaded: architecture, weight files, output folder.
 
     Raises:
         ConfigError: the source is missing or ``out`` is not empty (without ``overwrite``).
         UnsupportedArchitectureError: the model's architecture has no compact form.
     """
     register_auto_classes()
-    check_supported(load_model_config(source, trust_remote_code=trust_remote_code))
+    check_supported(load_model_config(source, trust_remote_code=trust_remote_code, check_files=False))
+    load_model_config(source, trust_remote_code=trust_remote_code)  # then the weight files
     if out is not None:
         check_output_folder(out, overwrite=overwrite)
 

@@ -8,6 +8,7 @@ Weights are only read from safetensors or GGUF files: pickled checkpoints
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -134,18 +135,19 @@ def _file_identity(source: ModelSource) -> tuple | None:
     return (stat.st_size, stat.st_mtime_ns)
 
 
-def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedConfig:
+def load_model_config(spec: str, trust_remote_code: bool = False, *, check_files: bool = True) -> PretrainedConfig:
     """The model's configuration, without reading any weights (used for validation).
 
     For GGUF files the configuration comes from the file's metadata. Results for local
     files are cached while the file is unchanged; a fresh copy is returned each time.
+    ``check_files`` also checks a folder's weight files (their headers).
     """
     import copy
 
     from transformers import AutoConfig
 
     source = resolve_model_path(spec)
-    if source.kind == "folder":
+    if source.kind == "folder" and check_files:
         check_weight_files(Path(source.path))
     source = _dequantised_source(source)  # its config.json parses faster than GGUF metadata
     identity = _file_identity(source)
@@ -156,6 +158,44 @@ def load_model_config(spec: str, trust_remote_code: bool = False) -> PretrainedC
             return config
         _CONFIG_CACHE[key] = config
     return copy.deepcopy(_CONFIG_CACHE[key])
+
+
+#: (source, file identity) -> whether the tokenizer has a chat template.
+_TEMPLATE_CACHE: dict[tuple, bool] = {}
+
+
+def _folder_has_template(folder: Path) -> bool:
+    if (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file():
+        return True
+    try:
+        config = json.loads((folder / "tokenizer_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(config.get("chat_template"))
+
+
+def _gguf_has_template(path: Path) -> bool:
+    import gguf
+
+    return "tokenizer.chat_template" in gguf.GGUFReader(path).fields
+
+
+def has_chat_template(spec: str) -> bool | None:
+    """Whether the model's tokenizer has a chat template, read without loading weights.
+
+    From ``tokenizer_config.json`` / ``chat_template.jinja`` of a folder, or the GGUF
+    metadata (or the dequantised copy of a GGUF file, faster to read); ``None`` for a hub
+    model (known only once its tokenizer is loaded).
+    """
+    source = _dequantised_source(resolve_model_path(spec))
+    if source.kind == "hub":
+        return None
+    key = (source, _file_identity(source))
+    if key not in _TEMPLATE_CACHE:
+        folder = Path(source.path)
+        _TEMPLATE_CACHE[key] = (_gguf_has_template(folder / source.gguf_file) if source.gguf_file
+                                else _folder_has_template(folder))
+    return _TEMPLATE_CACHE[key]
 
 
 def context_length(config: PretrainedConfig) -> int | None:

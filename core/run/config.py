@@ -17,14 +17,21 @@ import cattrs
 from attrs import validators as v
 from cattrs.v import format_exception
 
-from llm_surgeon.data.config import CalibrationConfig, DataConfig, EvalConfig, TasksConfig
+from llm_surgeon.data.config import (
+    CalibrationConfig,
+    ChatConfig,
+    DataConfig,
+    EvalConfig,
+    FidelityConfig,
+    TasksConfig,
+)
 from llm_surgeon.errors import ConfigError, validation_message
 from llm_surgeon.methods.lora.settings import LoraSettings
 from llm_surgeon.pruning.nm import check_nm
 from llm_surgeon.util.validators import fraction
 
-__all__ = ["CHECKPOINT_KEEP", "SAVE_FORMATS", "CalibrationConfig", "DataConfig", "EvalConfig", "LoraSettings",
-           "RunConfig", "TasksConfig"]
+__all__ = ["CHECKPOINT_KEEP", "SAVE_FORMATS", "CalibrationConfig", "ChatConfig", "DataConfig", "EvalConfig",
+           "FidelityConfig", "LoraSettings", "RunConfig", "TasksConfig"]
 
 #: How the pruned model can be saved (``RunConfig.save``).
 SAVE_FORMATS = ("zeroed", "compact", "both")
@@ -55,6 +62,7 @@ class RunConfig:
         dtype: model dtype during pruning (``float32``, ``bfloat16``...).
         curvature_device: where curvature statistics and factors live (``None``: with the
             model); an estimator's own ``device`` option takes precedence.
+        fidelity: agreement with the dense model and question accuracy after pruning.
         out: output folder; ``None`` writes nothing.
         save_model: whether to save the pruned model in ``out``.
         save: how: ``zeroed`` (same shapes, pruned weights zero), ``compact`` (physically
@@ -80,6 +88,7 @@ class RunConfig:
     evaluation: EvalConfig = attrs.field(factory=EvalConfig)
     downstream: TasksConfig = attrs.field(factory=TasksConfig)
     lora: LoraSettings = attrs.field(factory=LoraSettings)
+    fidelity: FidelityConfig = attrs.field(factory=FidelityConfig)
     device: str = "cpu"
     dtype: str = "float32"
     curvature_device: str | None = None

@@ -44,27 +44,43 @@ def data_for(dataset: str, split: str, data_dir: str | None) -> dict[str, Any]:
     return data
 
 
+def _calibration_name(spec: str) -> str:
+    """The canonical name of one calibration source (``chat`` included), or a mixture spec as given."""
+    from llm_surgeon.data.mixture import CHAT, parse_sources
+    from llm_surgeon.data.text import dataset_name
+
+    if ":" in spec or "," in spec:
+        parse_sources(spec)  # checked; kept as given
+        return spec
+    return CHAT if spec == CHAT else dataset_name(spec)
+
+
 def domain_lists(calib: Sequence[str] | None, evals: Sequence[str] | None,
                  default: str | None) -> tuple[list[str] | None, list[str] | None]:
     """Canonical ``(calibration, evaluation)`` dataset names; ``(None, None)`` if neither is given.
 
-    Calibration defaults to ``[default or "wikitext2"]``, evaluation to the calibration list.
+    Calibration defaults to ``[default or "wikitext2"]`` and may name ``chat`` (or, as the
+    default, a mixture); evaluation defaults to the text datasets of the calibration list
+    (``wikitext2`` if it has none).
 
     Raises:
-        ConfigError: an unknown dataset, one named twice, or a domain not fetched yet.
+        ConfigError: an unknown dataset, one named twice, chat to evaluate on, or a domain
+            not fetched yet.
     """
+    from llm_surgeon.data.mixture import parse_sources, text_dataset
     from llm_surgeon.data.text import dataset_name
 
     if not calib and not evals:
         return None, None
-    calib_names = [dataset_name(d) for d in (calib or [default or "wikitext2"])]
-    eval_names = [dataset_name(d) for d in (evals or calib_names)]
+    calib_names = [_calibration_name(d) for d in (calib or [default or "wikitext2"])]
+    texts = list(dict.fromkeys(t for t in map(text_dataset, calib_names) if t is not None))
+    eval_names = [dataset_name(d) for d in (evals or texts or ["wikitext2"])]
     for names, flag in ((calib_names, "--calib-data"), (eval_names, "--eval-data")):
         if len(set(names)) != len(names):
             raise ConfigError(f"{flag} names a dataset twice: {','.join(names)}")
-        for name in names:
-            if name in DOMAINS:
-                check_available(name)  # e.g. man pages not fetched: fail before any run
+    for source in {s.name for name in calib_names for s in parse_sources(name)} | set(eval_names):
+        if source in DOMAINS:
+            check_available(source)  # e.g. man pages not fetched: fail before any run
     return calib_names, eval_names
 
 

@@ -6,6 +6,9 @@ For ``out = OUT`` the run works in ``.OUT.partial`` (:class:`~llm_surgeon.util.p
 * ``run.json``: what the run measured once and must not redo or see change: the dense
   perplexity, a hash of the calibration windows, the model files' sizes and times;
 * ``checkpoints/shot-NNN``: one per completed shot (:mod:`llm_surgeon.run.checkpoint`);
+* ``calibration_conversations.jsonl``: the conversations of ``chat`` calibration, written
+  once they are known (self-generated ones right after the weights load); a resumed run
+  reads them instead of generating again, so its calibration windows stay the same;
 * ``output/``: the finished output, renamed to ``OUT`` at the end.
 
 A fresh run refuses to start over the work folder of an interrupted one (``--resume`` to
@@ -24,6 +27,7 @@ from typing import Any
 
 from torch import Tensor
 
+from llm_surgeon.data.conversations import read_jsonl
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.run.checkpoint import (
     Checkpoint,
@@ -33,7 +37,7 @@ from llm_surgeon.run.checkpoint import (
 )
 from llm_surgeon.run.config import RunConfig
 from llm_surgeon.run.ppl_cache import model_identity
-from llm_surgeon.util.io import check_output_folder, to_plain, write_json
+from llm_surgeon.util.io import check_output_folder, to_plain, write_json, write_jsonl
 from llm_surgeon.util.partial import PartialFolder, partial_path
 
 log = logging.getLogger(__name__)
@@ -41,6 +45,8 @@ log = logging.getLogger(__name__)
 RUN_CONFIG = "run_config.json"
 RUN_INFO = "run.json"
 CHECKPOINTS = "checkpoints"
+#: The calibration conversations (``chat`` calibration), in the work folder and the output.
+CONVERSATIONS = "calibration_conversations.jsonl"
 
 
 def calibration_sha256(calibration: Tensor) -> str:
@@ -176,6 +182,15 @@ class RunOutput:
             raise ConfigError(f"the files of model {self.config.model!r} changed since the run "
                               "being resumed started")
         self.record(calibration_sha256=sha, model_files=files)
+
+    def conversations(self) -> list[dict[str, Any]] | None:
+        """The calibration conversations stored by this run before an interruption, if any."""
+        path = self.partial.path / CONVERSATIONS
+        return read_jsonl(path) if path.is_file() else None
+
+    def store_conversations(self, records: list[dict[str, Any]]) -> None:
+        """Keep the calibration conversations in the work folder (for a resume)."""
+        write_jsonl(self.partial.path / CONVERSATIONS, records)
 
     def hook(self, logs: list) -> CheckpointHook | None:
         """The shot hook writing checkpoints (``None`` with ``keep="off"``)."""

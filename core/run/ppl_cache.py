@@ -1,7 +1,7 @@
 """A small on-disk cache of dense perplexities, so repeated runs skip the "before" evaluation.
 
 The key covers the model file (path, size, modification time), dtype, device type and
-the exact evaluation windows. Set ``LLM_SURGEON_CACHE=off`` to disable, or to a folder
+the exact evaluation windows (shape and token ids). Set ``LLM_SURGEON_CACHE=off`` to disable, or to a folder
 to move it (default ``~/.cache/llm-surgeon``).
 """
 
@@ -19,7 +19,8 @@ from llm_surgeon.model.loading import ModelSource, resolve_model_path
 from llm_surgeon.run.config import RunConfig
 
 
-def _folder() -> Path | None:
+def cache_folder() -> Path | None:
+    """The cache folder, or ``None`` when ``LLM_SURGEON_CACHE`` switches caching off."""
     setting = os.environ.get("LLM_SURGEON_CACHE", "")
     if setting.lower() in {"off", "0", "false", "no"}:
         return None
@@ -49,20 +50,35 @@ def model_identity(spec: str) -> list[list] | None:
         return None
 
 
+def outputs_identity(spec: str, dtype: str, device: str) -> list | None:
+    """What identifies a local model's outputs: its files, the dtype and the device type.
+
+    ``None`` if the model is not a local file or folder (a hub model may change).
+    """
+    files = model_identity(spec)
+    return None if files is None else [files, dtype, device.split(":")[0]]
+
+
 def key(config: RunConfig, windows: Tensor) -> str | None:
-    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder."""
-    files = model_identity(config.model)
-    if files is None:
+    """Cache key of the dense perplexity, or ``None`` if the model is not a local file/folder.
+
+    The windows ``(n_windows, seqlen)`` enter as their shape and token ids: everything
+    that changes them (dataset, data files, split, ``seqlen``, ``windows``, the BOS
+    policy, the tokenizer) changes the key; the shape tells apart windows whose token
+    streams are equal (64 x 512 and 128 x 256 tokens of one text).
+    """
+    identity = outputs_identity(config.model, config.dtype, config.device)
+    if identity is None:
         return None
     h = hashlib.sha256()
-    h.update(json.dumps([files, config.dtype, config.device.split(":")[0]]).encode())
-    h.update(windows.cpu().numpy().tobytes())
+    h.update(json.dumps([identity, list(windows.shape), str(windows.dtype)]).encode())
+    h.update(windows.cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 
 def get(cache_key: str | None) -> float | None:
     """The cached perplexity for ``cache_key``, if any."""
-    folder = _folder()
+    folder = cache_folder()
     if cache_key is None or folder is None:
         return None
     try:
@@ -73,7 +89,7 @@ def get(cache_key: str | None) -> float | None:
 
 def put(cache_key: str | None, ppl: float) -> None:
     """Remember ``ppl`` under ``cache_key`` (best effort)."""
-    folder = _folder()
+    folder = cache_folder()
     if cache_key is None or folder is None:
         return
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from torch import Tensor
 
+from llm_surgeon.data.mixture import uses_chat
 from llm_surgeon.dist import Communicator, current
 from llm_surgeon.errors import ConfigError, SurgeonError
 from llm_surgeon.pruning.structures import Structure
@@ -58,6 +59,10 @@ def check_distributed(config: RunConfig, comm: Communicator, calibration: Tensor
     if config.lora.enabled:
         raise ConfigError("LoRA fine-tuning is not supported in distributed runs yet; "
                           "run it in one process")
+    if uses_chat(config.calibration.data.dataset) and config.calibration.chat.file is None:
+        raise ConfigError("self-generated chat calibration is not supported in distributed runs yet "
+                          "(every rank would generate it); give the conversations with --chat-file, "
+                          "or run in one process")
     if config.downstream.tasks:
         raise ConfigError("downstream tasks (--tasks) are not supported in distributed runs yet; "
                           "evaluate the saved model in one process (llm-surgeon eval --tasks)")

@@ -45,6 +45,7 @@ def build_report(
     started: float,
     final_lora: dict[str, Any] | None,
     evaluation_info: dict[str, Any] | None = None,
+    fidelity: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The report of a finished run (``seconds_total`` and ``peak_rss_mb`` as of now)."""
     # Parameters of the whole model, tied weights counted once (``parameters()`` dedups).
@@ -73,6 +74,7 @@ def build_report(
         "evaluation": {**unstructure(config.evaluation), **(evaluation_info or {})},
         "ppl_before": ppl_before,
         "ppl_after": ppl_after,
+        "fidelity": fidelity,
         "shot_log": [unstructure(s) for s in shot_logs],
         "lora_final": final_lora,
         "modules": module_table(session),

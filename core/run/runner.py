@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from llm_surgeon.data.perplexity import perplexity, perplexity_of, window_losses
 from llm_surgeon.data.tasks import accuracy_line, run_tasks
-from llm_surgeon.data.windows import calibration_windows, eval_windows
+from llm_surgeon.data.windows import eval_windows
 from llm_surgeon.dist import Traffic, current, distributed, world_size_from_env
 from llm_surgeon.errors import ConfigError, OutputError
 from llm_surgeon.methods.base import Method, ShotLog
@@ -42,18 +42,20 @@ from llm_surgeon.methods.loop import lora_hook, run_shots
 from llm_surgeon.methods.lora.training import finetune
 from llm_surgeon.methods.session import PruningSession
 from llm_surgeon.model.adapters import adapter_for
-from llm_surgeon.model.loading import load_tokenizer, load_weights, save_model
+from llm_surgeon.model.loading import load_weights, save_model
 from llm_surgeon.model.masks import MASKS_FILE, save_masks
 from llm_surgeon.model.state import ModuleState, mask_sha256
 from llm_surgeon.pruning.structures import UpdateMode
 from llm_surgeon.run import ppl_cache
+from llm_surgeon.run.chat import fidelity_check
 from llm_surgeon.run.config import CHECKPOINT_KEEP, RunConfig
-from llm_surgeon.run.output import RunOutput
+from llm_surgeon.run.inputs import RunInputs, complete_calibration, prepare_inputs
+from llm_surgeon.run.output import CONVERSATIONS, RunOutput
 from llm_surgeon.run.ranks import check_distributed, my_share, start_output
 from llm_surgeon.run.report import build_report
 from llm_surgeon.run.validate import ResolvedRun, validate_run
 from llm_surgeon.util.faults import fault_point
-from llm_surgeon.util.io import write_json
+from llm_surgeon.util.io import write_json, write_jsonl
 from llm_surgeon.util.progress import no_progress_bars
 from llm_surgeon.util.resources import peak_rss_mb
 
@@ -214,33 +216,28 @@ def _log_shot(session: PruningSession, shot_log: ShotLog) -> None:
              shot_log.target, shot_log.achieved)
 
 
-def _inputs(config: RunConfig, given: _Inputs, output: RunOutput | None
-            ) -> tuple[Any, Tensor, dict, Tensor | None, dict]:
-    """Tokenizer, calibration windows (and their info), evaluation windows (and their info).
+def _inputs(config: RunConfig, given: _Inputs, output: RunOutput | None) -> RunInputs:
+    """The run's inputs (:func:`~llm_surgeon.run.inputs.prepare_inputs`), or the caller's.
 
-    All before any weights are loaded, so that data too short for the run fails at once.
-    The calibration windows are all of them (every rank has them; see :func:`_my_share`).
+    Everything that needs no weights is built before they load, so that data too short
+    for the run fails at once. The calibration windows are all of them (every rank has
+    them; see :func:`~llm_surgeon.run.ranks.my_share`).
     """
-    if given.model is not None:
-        tokenizer = given.tokenizer
-        if tokenizer is None and (config.evaluation.enabled or given.calibration is None):
-            raise ConfigError("an in-memory model without a tokenizer needs calibration token ids "
-                              "and evaluation switched off")
-    else:
-        tokenizer = load_tokenizer(config.model, trust_remote_code=config.trust_remote_code)
-    if given.calibration is not None:
-        calibration = given.calibration
-        calibration_info = {"source": "token ids given by the caller", "nsamples": len(calibration),
-                            "seqlen": calibration.shape[1]}
-    else:
-        calibration, calibration_info = calibration_windows(tokenizer, config.calibration)
-    if calibration_info.get("note"):
-        log.warning("%s", calibration_info["note"])
-    evaluation_info: dict[str, Any] = {}
-    windows = eval_windows(tokenizer, config.evaluation, evaluation_info) if config.evaluation.enabled else None
+    if given.model is not None and given.tokenizer is None and (
+            config.evaluation.enabled or given.calibration is None):
+        raise ConfigError("an in-memory model without a tokenizer needs calibration token ids "
+                          "and evaluation switched off")
+    if given.calibration is None:
+        return prepare_inputs(config, output, tokenizer=given.tokenizer)
+    inputs = RunInputs(given.tokenizer, calibration=given.calibration,
+                       calibration_info={"source": "token ids given by the caller",
+                                         "nsamples": len(given.calibration),
+                                         "seqlen": given.calibration.shape[1]})
+    if config.evaluation.enabled:
+        inputs.windows = eval_windows(given.tokenizer, config.evaluation, inputs.evaluation_info)
     if output is not None:
-        output.check_inputs(calibration)
-    return tokenizer, calibration, calibration_info, windows, evaluation_info
+        output.check_inputs(given.calibration)
+    return inputs
 
 
 def _load(config: RunConfig, given: _Inputs) -> nn.Module:
@@ -269,16 +266,19 @@ def _shots(method: Method, session: PruningSession, evaluate: _Evaluation,
     return logs + run_shots(method, session, hooks=hooks, first_shot=first)
 
 
-def _save(output: RunOutput, session: PruningSession, tokenizer: Any, config: RunConfig,
+def _save(output: RunOutput, session: PruningSession, inputs: RunInputs, config: RunConfig,
           report: dict[str, Any], started: float) -> None:
     """Write the output into the work folder, then rename it to ``config.out``."""
     folder = output.start_output()
     try:
         if config.save_model:
-            _save_model(config, session.model, tokenizer, Path(folder), report)
+            _save_model(config, session.model, inputs.tokenizer, Path(folder), report)
         fault_point("final-save")
         write_json(folder / "run_config.json", config.to_dict())
         save_masks({s.pm.name: s.mask for s in session.states}, Path(folder) / MASKS_FILE)
+        if inputs.conversations is not None:
+            write_jsonl(folder / CONVERSATIONS, inputs.conversations)
+            report["calibration"]["conversations"]["file"] = CONVERSATIONS
         report["seconds_total"] = time.perf_counter() - started
         report["peak_rss_mb"] = peak_rss_mb()
         write_json(folder / "report.json", report)
@@ -290,11 +290,13 @@ def _save(output: RunOutput, session: PruningSession, tokenizer: Any, config: Ru
 
 def _run(config: RunConfig, resolved: ResolvedRun, given: _Inputs, progress: bool, started: float,
          output: RunOutput | None) -> dict:
-    tokenizer, calibration, calibration_info, windows, evaluation_info = _inputs(config, given, output)
-    calibration = my_share(calibration, calibration_info)
+    inputs = _inputs(config, given, output)
     model = _load(config, given)
     totals: dict[str, float] = {"load": time.perf_counter() - started}
     rss_after_load = peak_rss_mb()  # RSS high-water mark; shots record their own
+    complete_calibration(inputs, config, model, output, totals, progress=progress)  # before any pruning
+    inputs.calibration = my_share(inputs.calibration, inputs.calibration_info)
+    tokenizer, windows = inputs.tokenizer, inputs.windows
     evaluate = _Evaluation(config, windows, progress, totals)
     if output is not None and "ppl_before" in output.info:
         ppl_before = output.info["ppl_before"]  # measured before the interruption
@@ -303,27 +305,31 @@ def _run(config: RunConfig, resolved: ResolvedRun, given: _Inputs, progress: boo
         if output is not None:
             output.record(ppl_before=ppl_before)
 
-    method, session = build_session(config, resolved, model, calibration, progress)
-    shot_logs = _shots(method, session, evaluate, output)
-    for shot_log in shot_logs:
-        for phase, secs in shot_log.seconds.items():
-            if phase != "total":
-                totals[phase] = totals.get(phase, 0.0) + secs
+    identity = ppl_cache.outputs_identity(config.model, config.dtype, config.device)
+    with fidelity_check(config.fidelity, identity, model, tokenizer, totals,
+                        progress=progress) as measure_fidelity:
+        method, session = build_session(config, resolved, model, inputs.calibration, progress)
+        shot_logs = _shots(method, session, evaluate, output)
+        for shot_log in shot_logs:
+            for phase, secs in shot_log.seconds.items():
+                if phase != "total":
+                    totals[phase] = totals.get(phase, 0.0) + secs
 
-    final_lora = None
-    if config.lora.enabled and config.lora.final_steps > 0:
-        final_lora = finetune(session, config.lora, phase="final", steps=config.lora.final_steps)
-        totals["lora"] = totals.get("lora", 0.0) + final_lora.get("seconds", 0.0)
+        final_lora = None
+        if config.lora.enabled and config.lora.final_steps > 0:
+            final_lora = finetune(session, config.lora, phase="final", steps=config.lora.final_steps)
+            totals["lora"] = totals.get("lora", 0.0) + final_lora.get("seconds", 0.0)
 
-    ppl_after = None
-    if windows is not None:
-        ppl_after, seconds = evaluate(model)
-        totals["eval"] = totals.get("eval", 0.0) + seconds
-        log.info("perplexity after pruning: %.3f", ppl_after)
+        ppl_after = None
+        if windows is not None:
+            ppl_after, seconds = evaluate(model)
+            totals["eval"] = totals.get("eval", 0.0) + seconds
+            log.info("perplexity after pruning: %.3f", ppl_after)
+        fidelity = measure_fidelity()
 
-    report = build_report(config, resolved, session, shot_logs, calibration_info=calibration_info,
+    report = build_report(config, resolved, session, shot_logs, calibration_info=inputs.calibration_info,
                           ppl_before=ppl_before, ppl_after=ppl_after, totals=totals, started=started,
-                          final_lora=final_lora, evaluation_info=evaluation_info)
+                          final_lora=final_lora, evaluation_info=inputs.evaluation_info, fidelity=fidelity)
     report["peak_rss_mb_after"] = {"load": rss_after_load}
     if config.downstream.tasks:
         report["downstream"] = run_tasks(model, tokenizer, config.downstream)
@@ -338,7 +344,7 @@ def _run(config: RunConfig, resolved: ResolvedRun, given: _Inputs, progress: boo
         }
     if output is not None:
         report["resumed_after"] = output.info.get("resumed_after", [])
-        _save(output, session, tokenizer, config, report, started)
+        _save(output, session, inputs, config, report, started)
     elif config.out and comm.distributed:
         report["resumed_after"] = []  # what rank 0 writes (resuming is refused under torchrun)
     return report

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from llm_surgeon.data.config import DataConfig
+from llm_surgeon.data.config import CalibrationConfig, DataConfig
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.pruning.nm import structure_request
 from llm_surgeon.run.config import RunConfig
@@ -103,8 +103,12 @@ def check_data(data: DataConfig, what: str) -> None:
     """Check a dataset name, split name and local path, and that its file is not empty
     (no file is read)."""
     from llm_surgeon.data.domains import DOMAINS, check_available
+    from llm_surgeon.data.mixture import CHAT
     from llm_surgeon.data.text import check_source, dataset_name, split_name
 
+    if data.dataset == CHAT or ":" in data.dataset or "," in data.dataset:
+        raise ConfigError(f"{what} data must be one text dataset, got {data.dataset!r} "
+                          "(chat and mixtures are for calibration)")
     dataset = dataset_name(data.dataset)
     split_name(data.split)
     if dataset in DOMAINS:
@@ -112,6 +116,36 @@ def check_data(data: DataConfig, what: str) -> None:
     if data.data_dir is not None and not Path(data.data_dir).expanduser().exists():
         raise ConfigError(f"{what} data path {data.data_dir!r} does not exist")
     check_source(data, what)
+
+
+def check_calibration(cal: CalibrationConfig) -> None:
+    """Check the calibration sources, their text dataset and the chat files (parsed here)."""
+    from llm_surgeon.data.conversations import load_conversations
+    from llm_surgeon.data.mixture import parse_sources, text_dataset, uses_chat, window_counts
+
+    window_counts(parse_sources(cal.data.dataset), cal.nsamples)
+    text = text_dataset(cal.data.dataset)
+    if text is not None:
+        check_data(attrs.evolve(cal.data, dataset=text), "calibration")
+    if uses_chat(cal.data.dataset):
+        if cal.chat.file is not None:
+            load_conversations(cal.chat.file)
+        if cal.chat.prompts is not None:
+            load_conversations(cal.chat.prompts, prompts=True)
+
+
+def _check_chat_template(config: RunConfig) -> None:
+    from llm_surgeon.data.mixture import uses_chat
+    from llm_surgeon.model.loading import has_chat_template
+
+    wanted = [what for what, on in (("chat calibration", uses_chat(config.calibration.data.dataset)),
+                                    ("fidelity checks", config.fidelity.enabled)) if on]
+    if wanted and has_chat_template(config.model) is False:
+        raise ConfigError(
+            f"{config.model!r} has no chat template, which {' and '.join(wanted)} need (they render "
+            "conversations with the model's own template); use a chat or instruct model, or "
+            "calibrate on text (--data wikitext2)"
+        )
 
 
 def check_device(device: str) -> None:
@@ -162,6 +196,7 @@ def _check_model(config: RunConfig, registry: Registry, structure: PluginRecord)
                 raise ConfigError(
                     f"{what} seqlen {seqlen} is longer than the model's context ({limit} tokens)"
                 )
+    _check_chat_template(config)
     return model_config
 
 
@@ -245,7 +280,7 @@ def validate_run(
     check_device(config.device)
     if config.curvature_device is not None:
         check_device(config.curvature_device)
-    check_data(config.calibration.data, "calibration")
+    check_calibration(config.calibration)
     if config.evaluation.enabled:
         check_data(config.evaluation.data, "evaluation")
     if config.downstream.tasks:

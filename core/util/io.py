@@ -190,16 +190,9 @@ def to_json_text(obj: Any) -> str:
     return json.dumps(_finite(plain), indent=2, sort_keys=False, allow_nan=False) + "\n"
 
 
-def write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as JSON to ``path`` (via a temporary file and a rename).
-
-    Args:
-        path: the file to write; its folder is created if needed.
-        obj: JSON-like data; enums, paths, tensors and attrs instances are converted.
-    """
-    path = Path(path)
+def _write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename (folder created)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = to_json_text(obj)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~umask())
@@ -210,3 +203,20 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write ``obj`` as JSON to ``path`` (via a temporary file and a rename).
+
+    Args:
+        path: the file to write; its folder is created if needed.
+        obj: JSON-like data; enums, paths, tensors and attrs instances are converted.
+    """
+    _write_text(Path(path), to_json_text(obj))
+
+
+def write_jsonl(path: str | os.PathLike[str], rows: list[Any]) -> None:
+    """Write one compact JSON object per line to ``path`` (atomically, like :func:`write_json`)."""
+    lines = [json.dumps(_finite(json.loads(json.dumps(r, default=_jsonable))), ensure_ascii=False)
+             for r in rows]
+    _write_text(Path(path), "".join(line + "\n" for line in lines))

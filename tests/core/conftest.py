@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 import types
+from pathlib import Path
 
 import attrs
 import pytest
+from chat_templates import TEMPLATE
 
 from llm_surgeon.registry import hookimpl
 
@@ -99,3 +102,41 @@ def fake_runner(monkeypatch):
     runner.prune = prune
     monkeypatch.setitem(sys.modules, "llm_surgeon.run.runner", runner)
     return calls
+
+
+# -- tiny chat models (chat calibration and fidelity tests) ------------------------
+
+@pytest.fixture(scope="session")
+def chat_tokenizer(tiny_tokenizer):
+    """The tiny tokenizer with :data:`TEMPLATE` (a copy: the session's tokenizer stays template-free)."""
+    tok = copy.deepcopy(tiny_tokenizer)
+    tok.chat_template = TEMPLATE
+    return tok
+
+
+@pytest.fixture(scope="session")
+def chat_model(make_tiny_model):
+    """A tiny random Llama with room for rendered prompts (512 positions)."""
+    return make_tiny_model("llama", max_position_embeddings=512)
+
+
+@pytest.fixture(scope="session")
+def chat_model_dir(tmp_path_factory, chat_model, chat_tokenizer) -> Path:
+    """:func:`chat_model` and :func:`chat_tokenizer` saved as a Hugging Face folder."""
+    folder = tmp_path_factory.mktemp("tiny-chat-llama")
+    chat_model.save_pretrained(folder)
+    chat_tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def bos_tokenizer(tiny_tokenizer):
+    """The tiny BPE tokenizer, but putting ``<bos>`` in front of every text (as Gemma's does)."""
+    from tokenizers import processors
+    from transformers import PreTrainedTokenizerFast
+
+    backend = copy.deepcopy(tiny_tokenizer.backend_tokenizer)
+    backend.add_special_tokens(["<bos>"])
+    bos = backend.token_to_id("<bos>")
+    backend.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<|endoftext|>")

@@ -155,3 +155,13 @@ def test_calibration_free_method_has_identical_masks(tiny_model_dir, wikitext_di
     assert len(m["ppl"]) == 3 and all(len(row) == 2 for row in m["ppl"])
     for row in m["ppl"][1:]:  # same masks and no update: the same model on every row
         assert row == pytest.approx(m["ppl"][0])
+
+
+def test_domain_lists_with_chat():
+    assert domain_lists(["chat", "stdlib"], None, None) == (["chat", "python-stdlib"], ["python-stdlib"])
+    assert domain_lists(["chat"], None, None) == (["chat"], ["wikitext2"])
+    mix = "wikitext2-bundled:0.5,chat:0.5"
+    assert domain_lists(None, ["wikitext2"], mix) == ([mix], ["wikitext2"])
+    assert domain_lists([mix], None, None) == ([mix], ["wikitext2-bundled"])
+    with pytest.raises(ConfigError, match="unknown dataset"):
+        domain_lists(["python-stdlib"], ["chat"], None)

@@ -12,21 +12,6 @@ from llm_surgeon.data.windows import calibration_windows, eval_windows, tokenize
 from llm_surgeon.errors import ConfigError
 
 
-@pytest.fixture(scope="module")
-def bos_tokenizer(tiny_tokenizer):
-    """The tiny BPE tokenizer, but putting ``<bos>`` in front of every text (as Gemma's does)."""
-    import copy
-
-    from tokenizers import processors
-    from transformers import PreTrainedTokenizerFast
-
-    backend = copy.deepcopy(tiny_tokenizer.backend_tokenizer)
-    backend.add_special_tokens(["<bos>"])
-    bos = backend.token_to_id("<bos>")
-    backend.post_processor = processors.TemplateProcessing(single="<bos> $A", special_tokens=[("<bos>", bos)])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<bos>", eos_token="<|endoftext|>")
-
-
 def test_bos_policy(tiny_tokenizer, bos_tokenizer):
     bos = bos_tokenizer.bos_token_id
     assert window_bos(bos_tokenizer, "auto") == bos and window_bos(bos_tokenizer, "never") is None
