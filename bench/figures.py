@@ -49,6 +49,28 @@ def _ok(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("status") == "ok"]
 
 
+def _dense(records: Sequence[dict[str, Any]]) -> float | None:
+    return next((r["ppl_before"] for r in records if r.get("ppl_before") is not None), None)
+
+
+def _draw_ppl_lines(ax: Any, lines: dict[str, list[tuple[float, float]]], dense: float | None,
+                    xlabel: str) -> None:
+    """One line per name through its ``(size, ppl)`` points and the dense point at size 1."""
+    values: list[float] = []
+    for name in sorted(lines):
+        points = sorted(lines[name]) + ([(1.0, dense)] if dense is not None else [])
+        xs, ys = zip(*points, strict=True)
+        ax.plot(xs, ys, marker="o", label=name)
+        values.extend(ys)
+    if dense is not None:
+        ax.axhline(dense, color="grey", linestyle="--", linewidth=1, label="dense")
+    log_axis(ax, values)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test perplexity")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize="small")
+
+
 def ppl_vs_size(records: Sequence[dict[str, Any]], path: str | Path, title: str = "") -> Path | None:
     """Perplexity after pruning against target size, per method, one panel per structure.
 
@@ -60,28 +82,13 @@ def ppl_vs_size(records: Sequence[dict[str, Any]], path: str | Path, title: str 
     structures = _structures(records)
     fig = new_figure(4.2 * len(structures), 3.6)
     axes = fig.subplots(1, len(structures), squeeze=False)[0]
-    dense = next((r["ppl_before"] for r in records if r.get("ppl_before") is not None), None)
     for ax, structure in zip(axes, structures, strict=True):
         by_method: dict[str, list[tuple[float, float]]] = defaultdict(list)
-        values: list[float] = []
         for r in records:
             if r["structure"] == structure:
                 by_method[label(r)].append((r["target_size"], r["ppl_after"]))
-        for name in sorted(by_method):
-            points = sorted(by_method[name])
-            if dense is not None:
-                points.append((1.0, dense))
-            xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o", label=name)
-            values.extend(ys)
-        if dense is not None:
-            ax.axhline(dense, color="grey", linestyle="--", linewidth=1, label="dense")
-        log_axis(ax, values)
-        ax.set_xlabel("target size (fraction of weights kept)")
-        ax.set_ylabel("test perplexity")
+        _draw_ppl_lines(ax, by_method, _dense(records), "target size (fraction of weights kept)")
         ax.set_title(structure)
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return save_png(fig, path)
@@ -97,23 +104,10 @@ def ppl_vs_real_size(records: Sequence[dict[str, Any]], path: str | Path, title:
         return None
     fig = new_figure(5.5, 3.8)
     ax = fig.subplots()
-    dense = next((r["ppl_before"] for r in records if r.get("ppl_before") is not None), None)
     lines: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for r in records:
         lines[f"{label(r)} {r['structure']}"].append((float(r["real_size"]), float(r["ppl_after"])))
-    values: list[float] = []
-    for name in sorted(lines):
-        points = sorted(lines[name]) + ([(1.0, dense)] if dense is not None else [])
-        xs, ys = zip(*points, strict=True)
-        ax.plot(xs, ys, marker="o", label=name)
-        values.extend(ys)
-    if dense is not None:
-        ax.axhline(dense, color="grey", linestyle="--", linewidth=1, label="dense")
-    log_axis(ax, values)
-    ax.set_xlabel("real size (fraction of prunable weights a compact export stores)")
-    ax.set_ylabel("test perplexity")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    _draw_ppl_lines(ax, lines, _dense(records), "real size (fraction of prunable weights a compact export stores)")
     if title:
         ax.set_title(title, fontsize="medium")
     return save_png(fig, path)
