@@ -224,20 +224,12 @@ def _nearest(rank: int) -> dict[str, Any]:
     return {"curvature": "nearest-kfac", "curvature_options": {"rank": rank}}
 
 
-def _registered(structure: str) -> bool:
-    from llm_surgeon.registry import Kind, get_registry
-
-    return structure in get_registry().names(Kind.STRUCTURE)
-
-
 def _dims_lora() -> list[dict[str, Any]]:
     """The LoRA comparison for the dependency-aware ``dims`` structure, with its own control.
 
     As in ``cpu``: surgeon with and without LoRA at size 0.8, and the same LoRA phases on the
-    unpruned model (size 1.0, nothing removed). Included once ``dims`` is registered.
+    unpruned model (size 1.0, nothing removed).
     """
-    if not _registered("dims"):
-        return []
     return [_run("surgeon", "dims", 0.8, 5), _run("surgeon", "dims", 0.8, 5, lora=True, tag="lora"),
             _run("magnitude", "dims", 1.0, 5, lora=True, tag="lora")]
 
