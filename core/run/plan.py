@@ -6,11 +6,13 @@ processes, what each strategy keeps resident at its peak:
 
 * ``weights``: the model's parameters (every rank holds the whole model) and the
   masks of its prunable weights (one byte each);
-* ``factors``: the summed curvature statistics (``G``, ``A``, diagonals, power-iteration
-  sums, SparseGPT's ``H``), which every rank holds after the all-reduce;
+* ``factors``: the summed curvature statistics (``G``, ``A`` once per distinct layer
+  input, diagonals, power-iteration sums, SparseGPT's ``H``), which every rank holds
+  after the all-reduce;
 * ``inverses``: the float64 factorisations of the largest module the rank solves
-  (damped matrices, Cholesky factors, inverses or their diagonals), streamed one
-  module at a time, plus the rank's candidate costs;
+  (damped matrices, Cholesky factors, inverses or their diagonals, weight copies),
+  streamed one module at a time, or the rank's candidate costs if larger (the
+  threshold frees them before the updates);
 * ``activations``: what one calibration batch keeps alive through its forward and
   backward pass (inputs of every observed Linear, autograd's saved tensors, logits,
   the batch's input Gram matrices), or the layer inputs and outputs of every window
@@ -19,7 +21,7 @@ processes, what each strategy keeps resident at its peak:
 The peak is the runtime's own memory plus the weights plus the larger of the pass
 phase (factors and activations) and the solve phase (factors of the rank's modules
 and the solver's work). The coefficients below were measured with ``peak_rss_mb`` on
-this project's CPU machine (glibc malloc, torch 2.13; README, "Planning memory").
+this project's CPU machine (glibc malloc, torch 2.13; README, ``llm-surgeon plan``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,8 @@ EVALUATION = 1.5
 #: float64 matrices alive at the peak of one module's solve, as multiples of the larger
 #: and the smaller factor's ``n x n``: row-col keeps both damped matrices and Cholesky
 #: factors and forms one triangular inverse at a time for the inverse diagonals; element
-#: and N:M updates form both inverses.
+#: and N:M updates form both inverses. Checked against the ``scale`` profile's records
+#: (Llama-2-7B widths), where the solve is the peak (README, "Big models").
 SOLVE_MATRICES = {"row-col": (4.0, 2.0), "element": (5.0, 3.0)}
 #: float32 bytes per candidate weight the threshold holds (costs and their sorted copy).
 CANDIDATE_BYTES = 8.0
@@ -116,21 +119,23 @@ SHARED_INPUTS = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "g
 
 
 def _grams(model: ModelShape) -> float:
-    """Elements of one batch's input Gram matrices (one per distinct input of a layer)."""
+    """Elements of one ``d_in x d_in`` matrix per distinct input of a layer: one batch's
+    Gram matrices, and the input factors ``A`` (modules reading the same tensor, q/k/v and
+    gate/up, share one ``A``: bitwise the same sum)."""
     inputs = {(m.layer, SHARED_INPUTS.get(m.role, m.name)): m.d_in for m in model.modules}
     return float(sum(d**2 for d in inputs.values()))
 
 
 def _factors(model: ModelShape, strategy: Strategy) -> float:
-    """Elements of the summed statistics of every module."""
+    """Elements of the summed statistics of every module (shared input factors once)."""
     mods = model.modules
     name = strategy.curvature
     if name == "kfac":
-        return sum(m.d_out**2 + m.d_in**2 for m in mods)
-    if name == "nearest-kfac":
+        return sum(m.d_out**2 for m in mods) + _grams(model)
+    if name == "nearest-kfac":  # the power iteration gives each module its own A_r
         return strategy.rank * sum(m.d_out**2 + m.d_in**2 for m in mods)
     if name == "activations":
-        return sum(m.d_in**2 for m in mods)
+        return _grams(model)
     if name == "diagonal":
         return sum(m.d_out * m.d_in for m in mods)
     return 0.0
@@ -150,7 +155,7 @@ def _passes(strategy: Strategy, shots: int) -> tuple[str, int]:
 
 
 def _solve(modules: Sequence[ModuleShape], strategy: Strategy, cal: Calibration) -> float:
-    """Bytes of one rank's solve: its largest module's float64 work and its candidate costs."""
+    """Bytes of one rank's solve: its largest module's float64 work, or its candidate costs if larger."""
     if not modules:
         return 0.0
     if strategy.layerwise:  # H, its damped copy and inverse factor in float64, and W copies
@@ -159,10 +164,15 @@ def _solve(modules: Sequence[ModuleShape], strategy: Strategy, cal: Calibration)
     if strategy.curvature in (None, "identity") or strategy.diagonal:
         work = theta
     else:
-        large, small = SOLVE_MATRICES["row-col" if strategy.structure == "row-col" else "element"]
-        work = theta + max(8 * (large * max(m.d_out, m.d_in) ** 2 + small * min(m.d_out, m.d_in) ** 2)
-                           for m in modules)
-    return work + _candidate_fraction(strategy.structure) * CANDIDATE_BYTES * sum(m.weights for m in modules)
+        rowcol = strategy.structure == "row-col"
+        large, small = SOLVE_MATRICES["row-col" if rowcol else "element"]
+        factorisations = max(8 * (large * max(m.d_out, m.d_in) ** 2 + small * min(m.d_out, m.d_in) ** 2)
+                             for m in modules)
+        # Row-col forms its inverse diagonals before the update copies the weights; an
+        # element or N:M update holds both inverses and the weights' copies together.
+        work = max(theta, factorisations) if rowcol else theta + factorisations
+    # The threshold's candidate costs are freed before the modules' updates run.
+    return max(work, _candidate_fraction(strategy.structure) * CANDIDATE_BYTES * sum(m.weights for m in modules))
 
 
 def _candidate_fraction(structure: str) -> float:

@@ -35,18 +35,40 @@ def test_shapes_come_from_a_meta_model(tiny_config):
     assert P.model_shape(P.load_config(str(tiny_config)), layers=1).layers == 1
 
 
-def test_kfac_factors_are_the_sum_of_both_squared_widths(tiny_config):
+def test_kfac_factors_count_each_shared_input_factor_once(tiny_config):
     model = P.model_shape(P.load_config(str(tiny_config)))
     cal = P.Calibration(nsamples=8, seqlen=16, statistic_bytes=8)
     kfac = P.estimate(model, P.resolve_strategy("surgeon", None, "row-col"), cal)
-    want = sum(m.d_out**2 + m.d_in**2 for m in model.modules) * 8 / 2**20
+    # Per layer one input factor each for q/k/v (shared), o, gate/up (shared) and down.
+    inputs = model.layers * (3 * 32**2 + 48**2)
+    want = (sum(m.d_out**2 for m in model.modules) + inputs) * 8 / 2**20
     assert kfac.factors_mb == pytest.approx(want)
     lobd = P.estimate(model, P.resolve_strategy("lobd", None, "row-col"), cal)
-    assert lobd.factors_mb == pytest.approx(sum(m.d_in**2 for m in model.modules) * 8 / 2**20)
+    assert lobd.factors_mb == pytest.approx(inputs * 8 / 2**20)
     nearest = P.estimate(model, P.resolve_strategy("surgeon", "nearest-kfac", "row-col", {"rank": 2}), cal)
-    assert nearest.factors_mb == pytest.approx(2 * want)
+    assert nearest.factors_mb == pytest.approx(2 * sum(m.d_out**2 + m.d_in**2 for m in model.modules) * 8 / 2**20)
     assert (nearest.passes_per_shot, nearest.passes) == ("5, then 4", 5 + 4 * 4)
     assert P.estimate(model, P.resolve_strategy("magnitude", None, "row-col"), cal).passes == 0
+
+
+@pytest.mark.parametrize("curvature", ["kfac", "activations"])
+def test_planned_factors_are_the_estimators_memory(tmp_path, curvature):
+    import torch
+
+    from llm_surgeon.model import adapter_for
+    from llm_surgeon.plugins.curvature.activations import ActivationsCurvature
+    from llm_surgeon.plugins.curvature.kfac import KFACCurvature
+    from llm_surgeon.testing import tiny_model
+
+    model = tiny_model("llama")
+    model.config.save_pretrained(tmp_path)
+    modules = adapter_for(model).prunable_modules(model)
+    batches = [torch.randint(0, model.config.vocab_size, (2, 6), generator=torch.Generator().manual_seed(0))]
+    estimator = {"kfac": KFACCurvature, "activations": ActivationsCurvature}[curvature]()
+    result = estimator.estimate(model, modules, batches, progress=False)
+    shape = P.model_shape(P.load_config(str(tmp_path)))
+    planned = P.estimate(shape, P.resolve_strategy("surgeon", curvature, "row-col"), P.Calibration())
+    assert planned.factors_mb * 2**20 == result.nbytes
 
 
 def test_more_ranks_split_the_solve_and_the_windows_not_the_statistics():
@@ -63,6 +85,13 @@ def test_element_candidates_and_inverses_exceed_row_col():
     model = P.model_shape(P.load_config(str(SCALE)))
     cal = P.Calibration(nsamples=4)
     rowcol, element, nm = (P.estimate(model, P.resolve_strategy("surgeon", None, s), cal)
+                           for s in ("row-col", "element", "2:4"))
+    # At Llama-2-7B widths an element or N:M update's inverses and weight copies outweigh
+    # the candidate costs (freed before the updates); row-col needs neither inverse.
+    assert rowcol.inverses_mb < nm.inverses_mb == element.inverses_mb
+    # With many small modules the candidate costs (one per weight, n/m for N:M) dominate.
+    small = P.model_shape(P.load_config(str(SCALE.parent / "smollm2-135m")))
+    rowcol, element, nm = (P.estimate(small, P.resolve_strategy("surgeon", None, s), cal)
                            for s in ("row-col", "element", "2:4"))
     assert rowcol.inverses_mb < nm.inverses_mb < element.inverses_mb
 
