@@ -26,6 +26,12 @@ def gram_blocks(d: int, block: int = GRAM_BLOCK) -> list[int]:
     return [round(i * d / nb) for i in range(nb + 1)]
 
 
+def packed_size(d: int, block: int = GRAM_BLOCK) -> int:
+    """Numbers a :class:`PackedUpper` of a ``(d, d)`` matrix stores."""
+    bounds = gram_blocks(d, block)
+    return sum((e - s) * (d - s) for s, e in zip(bounds[:-1], bounds[1:], strict=True))
+
+
 def add_gram_upper_(out: Tensor, x: Tensor, block: int = GRAM_BLOCK) -> Tensor:
     """``out += X^T X`` on the upper block triangle (the rest of ``out`` is left as is).
 

@@ -14,12 +14,13 @@ processes, what each strategy keeps resident at its peak:
   streamed one module at a time, or the rank's candidate costs if larger (the
   threshold frees them before the updates);
 * ``activations``: what one calibration batch keeps alive through its forward and
-  backward pass (inputs of every observed Linear, autograd's saved tensors, logits,
-  the batch's input Gram matrices), or the layer inputs and outputs of every window
-  for layer-wise methods.
+  backward pass (inputs of every observed Linear, autograd's saved tensors, logits;
+  Gram matrices are added straight into the packed sums), or the layer inputs and
+  outputs of every window for layer-wise methods.
 
 The peak is the runtime's own memory plus the weights plus the larger of the pass
-phase (factors and activations) and the solve phase (factors of the rank's modules
+phase (the packed running sums and activations, or the unpacked factors at its end)
+and the solve phase (factors of the rank's modules
 and the solver's work). The coefficients below were measured with ``peak_rss_mb`` on
 this project's CPU machine (glibc malloc, torch 2.13; README, ``llm-surgeon plan``).
 """
@@ -119,11 +120,27 @@ SHARED_INPUTS = {"q": "qkv", "k": "qkv", "v": "qkv", "gate": "gate_up", "up": "g
 
 
 def _grams(model: ModelShape) -> float:
-    """Elements of one ``d_in x d_in`` matrix per distinct input of a layer: one batch's
-    Gram matrices, and the input factors ``A`` (modules reading the same tensor, q/k/v and
-    gate/up, share one ``A``: bitwise the same sum)."""
-    inputs = {(m.layer, SHARED_INPUTS.get(m.role, m.name)): m.d_in for m in model.modules}
-    return float(sum(d**2 for d in inputs.values()))
+    """Elements of one ``d_in x d_in`` matrix per distinct input of a layer: the input
+    factors ``A`` (modules reading the same tensor, q/k/v and gate/up, share one ``A``:
+    bitwise the same sum)."""
+    return float(sum(d**2 for d in _inputs(model)))
+
+
+def _inputs(model: ModelShape) -> list[int]:
+    """``d_in`` of every distinct input of a layer (q/k/v and gate/up read one tensor)."""
+    return list({(m.layer, SHARED_INPUTS.get(m.role, m.name)): m.d_in for m in model.modules}.values())
+
+
+def _running(model: ModelShape, strategy: Strategy) -> float:
+    """Elements of the running sums during the passes: symmetric sums (K-FAC's ``G`` and
+    ``A``, the activations' ``A``) keep their packed upper block triangle only."""
+    from llm_surgeon.curvature.symmetric import packed_size
+
+    if strategy.curvature == "kfac":
+        return float(sum(packed_size(m.d_out) for m in model.modules) + sum(map(packed_size, _inputs(model))))
+    if strategy.curvature == "activations":
+        return float(sum(map(packed_size, _inputs(model))))
+    return _factors(model, strategy)
 
 
 def _factors(model: ModelShape, strategy: Strategy) -> float:
@@ -164,7 +181,7 @@ def _solve(modules: Sequence[ModuleShape], strategy: Strategy, cal: Calibration)
     if strategy.curvature in (None, "identity") or strategy.diagonal:
         work = theta
     else:
-        rowcol = strategy.structure == "row-col"
+        rowcol = strategy.structure in ("row-col", "dims")  # rows, columns: no full inverse
         large, small = SOLVE_MATRICES["row-col" if rowcol else "element"]
         factorisations = max(8 * (large * max(m.d_out, m.d_in) ** 2 + small * min(m.d_out, m.d_in) ** 2)
                              for m in modules)
@@ -176,10 +193,11 @@ def _solve(modules: Sequence[ModuleShape], strategy: Strategy, cal: Calibration)
 
 
 def _candidate_fraction(structure: str) -> float:
-    """Candidates per weight: none worth counting for row-col, ``n/m`` for N:M, else one."""
+    """Candidates per weight: none worth counting for row-col and dims (rows, columns,
+    neurons and heads), ``n/m`` for N:M, else one."""
     from llm_surgeon.pruning.nm import parse_nm
 
-    if structure == "row-col":
+    if structure in ("row-col", "dims"):
         return 0.0
     nm = parse_nm(structure)
     return nm[0] / nm[1] if nm else 1.0
@@ -205,10 +223,11 @@ def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimat
         kept_factors = factors
     else:
         factors = _factors(model, strategy) * cal.statistic_bytes
+        running = _running(model, strategy) * cal.statistic_bytes
         backward = strategy.curvature not in (None, "identity", "activations")
         activations = 0.0
-        if strategy.curvature not in (None, "identity"):
-            activations = _activations(model, cal, backward) + _grams(model) * cal.statistic_bytes
+        if strategy.curvature not in (None, "identity"):  # Grams go straight into the packed sums
+            activations = _activations(model, cal, backward)
         kept_factors = factors
     per_rank = _owned(model, cal.nproc)
     solves = [_solve(mods, strategy, cal) for mods in per_rank]
@@ -222,9 +241,14 @@ def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimat
         kept_factors = diagonals * (kept_factors / factors if factors else 1.0)
     else:
         factors_at_end = factors
+    if not strategy.layerwise and running < factors:  # unpacking mirrors one sum at a time
+        largest = max([m.d_out for m in model.modules] + _inputs(model))
+        factors_at_end += largest**2 * cal.statistic_bytes
+    else:
+        running = factors
     evaluation = _activations(model, attrs.evolve(cal, batch_size=1), backward=False)
     phases = {
-        "passes": max(factors + activations + FRAGMENTATION * activations, factors_at_end),
+        "passes": max(running + activations + FRAGMENTATION * activations, factors_at_end),
         "solver": kept_factors + inverses,
         "evaluation": evaluation * EVALUATION,
     }

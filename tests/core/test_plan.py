@@ -120,3 +120,14 @@ def test_bad_input_is_a_usage_error(tiny_config, argv, capsys):
 
 def test_a_missing_model_is_a_usage_error(tmp_path):
     assert cli.main(["plan", str(tmp_path / "nothing")]) == 2
+
+
+def test_dims_plans_like_row_col_and_the_passes_hold_packed_sums():
+    model = P.model_shape(P.load_config(str(SCALE.parent / "smollm2-135m")))
+    cal = P.Calibration()
+    rowcol, dims = (P.estimate(model, P.resolve_strategy("surgeon", None, s), cal) for s in ("row-col", "dims"))
+    assert dims.inverses_mb == rowcol.inverses_mb and dims.peak_mb == rowcol.peak_mb
+    assert rowcol.phase == "passes"
+    # The pass phase holds the packed running sums, less than the unpacked factors.
+    runtime_and_weights = P.RUNTIME_MB + rowcol.weights_mb
+    assert rowcol.peak_mb - runtime_and_weights < rowcol.factors_mb + rowcol.activations_mb * (1 + P.FRAGMENTATION)

@@ -118,3 +118,11 @@ def test_a_sum_over_ranks_of_the_packed_tensor_is_the_packed_sum():
     ranks[0].sums[0].add_(ranks[1].sums[0])
     mean = ranks[0].pop_mean(0, 10, (300, 300), F64)
     torch.testing.assert_close(mean, sum(x.T @ x for x in xs) / 10, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("d", [1, 255, 256, 257, 576, 1536])
+def test_packed_size_is_what_a_packed_sum_stores(d):
+    from llm_surgeon.curvature.symmetric import PackedUpper, packed_size
+
+    assert packed_size(d) == PackedUpper(d, torch.float32, torch.device("cpu")).flat.numel()
+    assert d * (d + 1) // 2 <= packed_size(d) <= d * d
