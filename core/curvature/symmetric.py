@@ -26,10 +26,14 @@ def gram_blocks(d: int, block: int = GRAM_BLOCK) -> list[int]:
     return [round(i * d / nb) for i in range(nb + 1)]
 
 
+def _strip_sizes(bounds: list[int], d: int) -> list[int]:
+    """Numbers in each block row ``s..e`` of the upper block triangle (columns ``s..d``)."""
+    return [(e - s) * (d - s) for s, e in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def packed_size(d: int, block: int = GRAM_BLOCK) -> int:
     """Numbers a :class:`PackedUpper` of a ``(d, d)`` matrix stores."""
-    bounds = gram_blocks(d, block)
-    return sum((e - s) * (d - s) for s, e in zip(bounds[:-1], bounds[1:], strict=True))
+    return sum(_strip_sizes(gram_blocks(d, block), d))
 
 
 def add_gram_upper_(out: Tensor, x: Tensor, block: int = GRAM_BLOCK) -> Tensor:
@@ -74,7 +78,7 @@ class PackedUpper:
 
         self.d = d
         self.bounds = gram_blocks(d, block)
-        sizes = [(e - s) * (d - s) for s, e in zip(self.bounds[:-1], self.bounds[1:], strict=True)]
+        sizes = _strip_sizes(self.bounds, d)
         self.flat = torch.zeros(sum(sizes), dtype=dtype, device=device)
         self.strips: list[Tensor] = []
         offset = 0
