@@ -71,7 +71,7 @@ def row(record: dict[str, Any], real: bool = False) -> list[str]:
     ok = record.get("status") == "ok"
     run_id = record["run_id"] + ("" if ok else " (failed)")
     cells = [
-        run_id, figures.label(record), record.get("curvature") or "–", record["structure"],
+        run_id, figures.label(record, options=False), record.get("curvature") or "–", structure_label(record),
         _num(record["target_size"], "g"), _num(record.get("achieved_size"), ".4f"),
         *(_real_cells(record) if real else []), str(record.get("shots")),
     ]
@@ -130,7 +130,7 @@ def readme_table(recs: Sequence[dict[str, Any]]) -> str:
         seconds = r.get("seconds") or {}
         ppl = r.get("ppl_after")
         lines.append("| " + " | ".join([
-            figures.label(r), r["structure"], _num(r["target_size"], "g"),
+            figures.label(r, options=False), structure_label(r), _num(r["target_size"], "g"),
             _num(r.get("achieved_size"), ".4f"), *(_real_cells(r) if real else []), str(r.get("shots")),
             _num(ppl, ".2f" if ppl is None or ppl < 1e4 else ".3g"),
             _num(seconds.get("total"), ".0f"), _num(seconds.get("passes"), ".0f"),
@@ -173,7 +173,7 @@ def fidelity_table(recs: Sequence[dict[str, Any]]) -> str:
                 questions += f" (dense {round(f['dense_question_accuracy'] * n)})"
         match = f.get("match_rate")
         lines.append("| " + " | ".join([
-            figures.label(r), r["structure"], _num(r["target_size"], "g"), f"`{calibration_label(r)}`",
+            figures.label(r, options=False), structure_label(r), _num(r["target_size"], "g"), f"`{calibration_label(r)}`",
             _num(r.get("ppl_after")), _num(f.get("kl"), ".3f"),
             "–" if match is None else f"{100 * match:.1f}%", questions,
             _num((r.get("seconds") or {}).get("total"), ".0f"),
@@ -201,6 +201,12 @@ def _curvature(record: dict[str, Any]) -> str:
     return name + "".join(f", {k} {v}" for k, v in sorted(options.items()))
 
 
+def structure_label(record: dict[str, Any]) -> str:
+    """A run's structure with its options, e.g. ``dims (cost readers)``."""
+    options = (record.get("config") or {}).get("structure_options") or {}
+    return record["structure"] + "".join(f" ({k} {v})" for k, v in sorted(options.items()))
+
+
 def ablation_table(recs: Sequence[dict[str, Any]]) -> str:
     """The README table of the ``ablations`` profile: one row per successful run."""
     lines = ["| " + " | ".join(_ABLATION_COLUMNS) + " |",
@@ -209,10 +215,8 @@ def ablation_table(recs: Sequence[dict[str, Any]]) -> str:
         if r.get("status") != "ok":
             continue
         seconds, damping, cal = r.get("seconds") or {}, r.get("damping") or {}, r.get("calibration") or {}
-        options = (r.get("config") or {}).get("structure_options") or {}
-        structure = r["structure"] + "".join(f" ({k} {v})" for k, v in sorted(options.items()))
         lines.append("| " + " | ".join([
-            r["run_id"], _curvature(r), structure, _num(r["target_size"], "g"), str(r.get("shots")),
+            r["run_id"], _curvature(r), structure_label(r), _num(r["target_size"], "g"), str(r.get("shots")),
             f"{cal.get('nsamples')} × {cal.get('seqlen')}",
             f"{_num(damping.get('g'), 'g')} / {_num(damping.get('a'), 'g')}",
             _num(r.get("ppl_after")), _num(_passes_per_shot(r), ".1f"),

@@ -6,6 +6,9 @@ columns) of that candidate on the module's live sub-matrix:
 ``1/2 tr(W_R^T (G^-1_RR)^-1 W_R A)`` for rows ``R`` and ``1/2 tr(G W_C (A^-1_CC)^-1 W_C^T)``
 for columns ``C`` under ``F = G ⊗ A`` (the solver's ``row_set_costs`` / ``col_set_costs``;
 for one row or column the familiar ``theta_r^T A theta_r / (2 [G^-1]_rr)``).
+With ``readers_only`` only the column members count: the modules that read the dimension
+(``down``, ``o``, ``fc2``). Removing those columns already silences the candidate, so its
+row members (``gate``/``up``, ``q``/``k``/``v``, ``fc1``) are dead afterwards and cost nothing.
 """
 
 from __future__ import annotations
@@ -53,14 +56,18 @@ def _member_costs(member: Member, size: int, state: ModuleState, solvers: Solver
     return solver.col_set_costs(sub, sets).cpu()
 
 
-def dimension_costs(coupling: Coupling, states: Mapping[str, ModuleState], solvers: Solvers) -> Tensor:
+def dimension_costs(coupling: Coupling, states: Mapping[str, ModuleState], solvers: Solvers,
+                    *, readers_only: bool = False) -> Tensor:
     """Cost of removing each candidate of ``coupling`` alone, ``(size,)`` float64.
 
-    The sum over the members of the joint cost of the candidate's rows or columns of
-    each module (dead rows and columns excluded; a dead candidate costs 0).
+    The sum over the members (with ``readers_only``, over the column members only) of the
+    joint cost of the candidate's rows or columns of each module (dead rows and columns
+    excluded; a dead candidate costs 0).
     """
     total = torch.zeros(coupling.size, dtype=torch.float64)
     for m in coupling.members:
+        if readers_only and m.axis == "row":
+            continue
         total += _member_costs(m, coupling.size, states[m.module], solvers)
     return total
 

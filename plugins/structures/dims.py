@@ -14,6 +14,12 @@ correlated update (rows through ``G^-1``, columns through ``A^-1``). One global 
 runs over all layers, on the cost per removed weight by default (a head removes ~40x
 the weights of a neuron; ``normalize=False`` thresholds the plain costs as ``row-col``
 does). Dead structures are removed after every shot, like ``row-col``.
+
+With ``cost="readers"`` a candidate is costed and updated on its reading side only: the
+columns of the modules that consume the dimension (``down``, ``o``, ``fc2``), whose
+removal alone already makes the dimension's output unread. Its rows (``gate``/``up``,
+``q``/``k``/``v``, ``fc1``) are then dead: they are zeroed without an update and cost
+nothing, instead of moving the live rows to stand in for an output nobody reads.
 """
 
 from __future__ import annotations
@@ -41,6 +47,9 @@ from llm_surgeon.pruning import (
 
 _NON_NEGATIVE = [attrs.validators.instance_of(int), attrs.validators.ge(0)]
 
+#: Values of the ``cost`` option: every member's lines, or only the reading columns.
+DIM_COSTS = ("members", "readers")
+
 
 @attrs.frozen
 class DimsConfig:
@@ -55,6 +64,9 @@ class DimsConfig:
             of each candidate (``False``).
         size: what the targets count, ``weights`` or ``real`` (see ``row-col``; the two
             differ only where propagation or pre-existing zeros leave scattered lines).
+        cost: ``members`` (the sum of every member's row and column costs, each member
+            removed with its correlated update) or ``readers`` (only the columns that
+            read the dimension are costed and updated; its rows are zeroed as dead).
     """
 
     multiple: int = attrs.field(default=1, validator=[attrs.validators.instance_of(int),
@@ -63,6 +75,7 @@ class DimsConfig:
     min_heads: int = attrs.field(default=0, validator=_NON_NEGATIVE)
     normalize: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     size: str = attrs.field(default="weights", validator=attrs.validators.in_(SIZE_MEASURES))
+    cost: str = attrs.field(default="members", validator=attrs.validators.in_(DIM_COSTS))
 
 
 class DimsStructure(Structure):
@@ -103,6 +116,9 @@ class DimsStructure(Structure):
         for c in couplings:
             if c.implied_by is not None:
                 continue
+            if self.config.cost == "readers" and not any(m.axis == "col" for m in c.members):
+                raise ConfigError(f"dims: cost=readers needs coupling {c.name} to have a column "
+                                  "member (a module reading the dimension); use cost=members")
             coupled = (c, *implied.get(c.name, ()))
             names = list(dict.fromkeys(m.module for k in coupled for m in k.members))
             if all(n in by_module for n in names):
@@ -125,15 +141,17 @@ class DimsStructure(Structure):
         states = {s.pm.name: s for s in scope.states}
         coupling = scope.coupling
         assert coupling is not None, "dims scopes always have a coupling"
+        readers = self.config.cost == "readers"
         implied = None
         for kv in scope.implied:  # grouped-query attention: one group of n query heads per kv head
             if implied is not None:
                 raise ConfigError(f"dims: coupling {coupling.name} implies more than one coupling")
             n = coupling.size // kv.size
-            implied = Implied(torch.arange(coupling.size) // n, dimension_costs(kv, states, solvers),
-                              owned(kv, states))
+            implied = Implied(torch.arange(coupling.size) // n,
+                              dimension_costs(kv, states, solvers, readers_only=readers), owned(kv, states))
         block, keep = self._block_and_keep(coupling)
-        return build_units(dimension_costs(coupling, states, solvers), owned(coupling, states),
+        return build_units(dimension_costs(coupling, states, solvers, readers_only=readers),
+                           owned(coupling, states),
                            sum(s.remaining for s in scope.states), block=block, keep=keep,
                            normalize=self.config.normalize, implied=implied)
 
@@ -187,7 +205,14 @@ class DimsStructure(Structure):
             self.candidates(scope, solvers)
         removal = self._removal(scope, selected)
         del self._units[scope.name]
-        return sum(remove_rows_cols(s, solvers, *removal[s.pm.name], update) for s in scope.states)
+        if self.config.cost == "members":
+            return sum(remove_rows_cols(s, solvers, *removal[s.pm.name], update) for s in scope.states)
+        cost = 0.0
+        for s in scope.states:  # readers: columns with their update; rows are dead, zeroed
+            rows, cols = removal[s.pm.name]
+            cost += remove_rows_cols(s, solvers, torch.zeros_like(rows), cols, update)
+            _zero_rows(s, rows)
+        return cost
 
 
 def _without(mask: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -198,6 +223,18 @@ def _without(mask: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     out[rows] = False
     out[:, cols] = False
     return out
+
+
+def _zero_rows(state: ModuleState, rows: Tensor) -> None:
+    """Zero the live ones of rows ``(d_out,)`` (bool) and their bias, without an update."""
+    mask = state.mask.cpu()
+    rows = rows & mask.any(dim=1)
+    if not bool(rows.any()):
+        return
+    theta = state.theta()
+    theta[rows] = 0
+    state.mask = (mask & ~rows[:, None]).to(state.mask.device)
+    state.set_theta(theta)
 
 
 def _as_bool(index: Tensor | None, n: int) -> Tensor:

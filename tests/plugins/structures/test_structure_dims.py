@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 import torch
 from model_cases import FAMILIES, LiveOracle, model_case, random_solvers
@@ -10,6 +11,7 @@ from structure_cases import close, live_oracle
 from llm_surgeon.errors import ConfigError
 from llm_surgeon.plugins.structures.dim_costs import dimension_costs
 from llm_surgeon.plugins.structures.dims import DimsConfig, DimsStructure
+from llm_surgeon.plugins.structures.row_col import remove_rows_cols
 from llm_surgeon.pruning import UpdateMode
 
 
@@ -122,6 +124,80 @@ def test_removal_is_the_exact_update_and_zeroes_every_member(family):
         assert sum(s.remaining for s in scope.states) == cands.remaining({"dims": count})
 
 
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reader_costs_are_the_dense_formula_of_the_reading_columns(family):
+    _, _, states, couplings = model_case(family)
+    _kill_some(states, seed=7)
+    solvers, curvatures = random_solvers(states)
+    by_name = {s.pm.name: s for s in states}
+    oracles = {s.pm.name: LiveOracle(s, curvatures[s.pm.name]) for s in states}
+    for coupling in couplings:
+        readers = attrs.evolve(coupling, members=tuple(m for m in coupling.members if m.axis == "col"))
+        costs = dimension_costs(coupling, by_name, solvers, readers_only=True)
+        expected = [_dense_group_cost(readers, by_name, oracles, i) for i in range(coupling.size)]
+        assert close(costs, expected, rel=1e-8), coupling.name
+        if coupling.kind == "kv-heads":  # only rows: dead once their query heads are gone
+            assert not bool(costs.any())
+        else:
+            assert bool((costs > 0).any())
+
+
+def _logits(model) -> torch.Tensor:
+    ids = torch.arange(24).remainder(model.config.vocab_size)[None]
+    with torch.no_grad():
+        return model(ids).logits
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_reader_removal_updates_the_readers_and_zeroes_the_dead_rows_exactly(family):
+    """``cost=readers``: the reading columns get their exact update, the rows nothing.
+
+    The logits equal those of a copy where only the reading columns were removed (with
+    the same update) and every row was left as it was: the zeroed rows were dead.
+    """
+    model, adapter, states, couplings = model_case(family)
+    control, _, control_states, _ = model_case(family)
+    _kill_some(states, seed=5)
+    _kill_some(control_states, seed=5)
+    solvers, curvatures = random_solvers(states)
+    control_solvers, _ = random_solvers(control_states)
+    by_control = {s.pm.name: s for s in control_states}
+    structure = DimsStructure(DimsConfig(cost="readers"))
+    for scope in structure.scopes(states, adapter, couplings):
+        structure.candidates(scope, solvers)
+        units = structure._units[scope.name][1]
+        count = max(1, len(units.costs) // 2) if scope.implied else len(units.costs) // 3
+        selected = _select_units(units, count)
+        predicted = structure.masks_after(scope, {"dims": selected})
+        before = {s.pm.name: s.theta() for s in scope.states}
+        expected, cost = {}, 0.0
+        for s, mask in zip(scope.states, predicted, strict=True):
+            gone_cols = s.mask.any(0) & ~mask.any(0)
+            removed = torch.zeros(s.mask.shape[0], s.mask.shape[1] + int(s.pm.has_bias), dtype=torch.bool)
+            removed[:, : s.mask.shape[1]] = s.mask & gone_cols[None, :]
+            theta, c = live_oracle(s, curvatures[s.pm.name], before[s.pm.name], removed)
+            dead_rows = s.mask.any(1) & ~mask.any(1)
+            theta[dead_rows] = 0  # weights and bias, nothing else moves
+            expected[s.pm.name], cost = theta, cost + c
+            remove_rows_cols(by_control[s.pm.name], control_solvers, torch.zeros_like(dead_rows), gone_cols,
+                             UpdateMode.FULL)
+        assert close(structure.apply(scope, solvers, {"dims": selected}, UpdateMode.FULL), cost)
+        for s, mask in zip(scope.states, predicted, strict=True):
+            assert torch.equal(s.mask, mask), s.pm.name
+            assert close(s.theta(), expected[s.pm.name], rel=1e-10), s.pm.name
+    assert close(_logits(model), _logits(control), rel=1e-10)
+    assert sum(s.remaining for s in states) < sum(s.remaining for s in control_states)
+
+
+def test_reader_costs_need_a_reading_member():
+    _, adapter, states, couplings = model_case("llama")
+    rows_only = [attrs.evolve(c, members=tuple(m for m in c.members if m.axis == "row"))
+                 if c.kind == "mlp" else c for c in couplings]
+    with pytest.raises(ConfigError, match="cost=readers needs coupling"):
+        DimsStructure(DimsConfig(cost="readers")).scopes(states, adapter, rows_only)
+    assert DimsStructure().scopes(states, adapter, rows_only)
+
+
 def test_key_value_heads_go_only_with_their_whole_group():
     _, adapter, states, couplings = model_case("llama")
     solvers, _ = random_solvers(states)
@@ -199,7 +275,8 @@ def test_config_is_validated_and_layer_wise_methods_refuse_dims():
     from llm_surgeon.run.config import RunConfig
     from llm_surgeon.run.validate import validate_run
 
-    for bad in ({"multiple": 0}, {"min_width": -1}, {"size": "zeros"}, {"normalize": "yes"}):
+    for bad in ({"multiple": 0}, {"min_width": -1}, {"size": "zeros"}, {"normalize": "yes"},
+                {"cost": "both"}):
         with pytest.raises((TypeError, ValueError)):
             DimsConfig(**bad)
     for method in ("sparsegpt", "wanda"):
