@@ -15,8 +15,8 @@ Profiles (``python -m bench list`` prints them):
   unstructured and 2:4 comparisons of the paper at small scale (hours on 2 cores).
 * ``gemma3``: the ``cpu`` protocol on Gemma 3 270M (``gemma3-270m``).
 * ``dims``: the ``cpu`` protocol at real (compact-export) sizes: ``row-col`` with
-  propagation and ``size: real`` against the ``dims`` structure (surgeon, kobd, magnitude;
-  surgeon and kobd also with ``cost: readers``).
+  propagation and ``size: real`` against the ``dims`` structure (surgeon and kobd with
+  ``cost: readers`` and ``cost: members``, magnitude with ``members``).
 * ``ablations``: SmolLM2-135M, the ``cpu`` protocol; one setting of surgeon changed at a
   time (nearest-K-FAC ranks, shots, Fisher type, calibration size, damping, element chunks),
   listed in the order of their value (the order they are run in).
@@ -205,16 +205,17 @@ def _dims() -> Profile:
     for target in (0.8, 0.9, 0.7):
         runs.append(_run("surgeon", "row-col", target, shots, tag="real", options={"size": "real"}))
         for method in ("surgeon", "kobd", "magnitude"):
-            runs.append(_run(method, "dims", target, _shots(method, shots)))
-    # Candidates costed and updated on their reading columns only (``cost=readers``).
+            runs.append(_run(method, "dims", target, _shots(method, shots), tag="members",
+                             options={"cost": "members"}))
+    # cost=readers, the default: candidates costed and updated on their reading columns only.
     for target in (0.8, 0.9, 0.7):
         for method in ("surgeon", "kobd"):
             runs.append(_run(method, "dims", target, shots, tag="readers", options={"cost": "readers"}))
     return Profile(
         name="dims",
         description="the cpu protocol at real (compact-export) sizes 0.9 / 0.8 / 0.7: surgeon row-col "
-                    "(with propagation) against surgeon, kobd and magnitude dims, and surgeon and kobd dims "
-                    "with cost=readers (hours on 2 cores)",
+                    "(with propagation) against surgeon and kobd dims (cost=readers and cost=members) and "
+                    "magnitude dims (hours on 2 cores)",
         base=_base(nsamples=32, cal_seqlen=512, windows=64),
         runs=tuple(runs),
     )

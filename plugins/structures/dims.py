@@ -7,19 +7,21 @@ query head ``h`` (its ``q`` rows and ``o`` columns), which takes its key/value h
 (``k`` and ``v`` rows) with it when it is the last of its group to go. Removing them
 leaves a model with smaller per-layer widths and fewer heads.
 
-A candidate's cost under a curvature that is block-diagonal across modules is the sum
-of its members' joint row or column costs on their live sub-matrices
-(:mod:`~llm_surgeon.plugins.structures.dim_costs`); removal applies each member's
-correlated update (rows through ``G^-1``, columns through ``A^-1``). One global threshold
+A candidate's cost under a curvature that is block-diagonal across modules is a sum of
+its members' joint row or column costs on their live sub-matrices
+(:mod:`~llm_surgeon.plugins.structures.dim_costs`); removal applies the correlated
+update of the costed members (rows through ``G^-1``, columns through ``A^-1``). One global threshold
 runs over all layers, on the cost per removed weight by default (a head removes ~40x
 the weights of a neuron; ``normalize=False`` thresholds the plain costs as ``row-col``
 does). Dead structures are removed after every shot, like ``row-col``.
 
-With ``cost="readers"`` a candidate is costed and updated on its reading side only: the
-columns of the modules that consume the dimension (``down``, ``o``, ``fc2``), whose
-removal alone already makes the dimension's output unread. Its rows (``gate``/``up``,
+By default (``cost="readers"``) a candidate is costed and updated on its reading side
+only: the columns of the modules that consume the dimension (``down``, ``o``, ``fc2``),
+whose removal alone already makes the dimension's output unread. Its rows (``gate``/``up``,
 ``q``/``k``/``v``, ``fc1``) are then dead: they are zeroed without an update and cost
 nothing, instead of moving the live rows to stand in for an output nobody reads.
+``cost="members"`` sums the costs of all members and updates each of them (the
+block-diagonal quadratic model taken literally; much worse on SmolLM2, see the README).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ from llm_surgeon.pruning import (
 
 _NON_NEGATIVE = [attrs.validators.instance_of(int), attrs.validators.ge(0)]
 
-#: Values of the ``cost`` option: every member's lines, or only the reading columns.
-DIM_COSTS = ("members", "readers")
+#: Values of the ``cost`` option: only the reading columns, or every member's lines.
+DIM_COSTS = ("readers", "members")
 
 
 @attrs.frozen
@@ -64,9 +66,9 @@ class DimsConfig:
             of each candidate (``False``).
         size: what the targets count, ``weights`` or ``real`` (see ``row-col``; the two
             differ only where propagation or pre-existing zeros leave scattered lines).
-        cost: ``members`` (the sum of every member's row and column costs, each member
-            removed with its correlated update) or ``readers`` (only the columns that
-            read the dimension are costed and updated; its rows are zeroed as dead).
+        cost: ``readers`` (only the columns that read the dimension are costed and
+            updated; its rows are zeroed as dead) or ``members`` (the sum of every
+            member's row and column costs, each member removed with its update).
     """
 
     multiple: int = attrs.field(default=1, validator=[attrs.validators.instance_of(int),
@@ -75,7 +77,7 @@ class DimsConfig:
     min_heads: int = attrs.field(default=0, validator=_NON_NEGATIVE)
     normalize: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     size: str = attrs.field(default="weights", validator=attrs.validators.in_(SIZE_MEASURES))
-    cost: str = attrs.field(default="members", validator=attrs.validators.in_(DIM_COSTS))
+    cost: str = attrs.field(default="readers", validator=attrs.validators.in_(DIM_COSTS))
 
 
 class DimsStructure(Structure):

@@ -56,23 +56,25 @@ def test_every_group_cost_is_the_dense_formula_summed_over_members(family, partl
         assert close(costs, expected, rel=1e-8), coupling.name
 
 
+@pytest.mark.parametrize("cost", ["readers", "members"])
 @pytest.mark.parametrize("family", FAMILIES)
-def test_unit_costs_add_the_key_value_head_to_the_last_head_of_its_group(family):
+def test_unit_costs_add_the_key_value_head_to_the_last_head_of_its_group(family, cost):
     _, adapter, states, couplings = model_case(family)
     solvers, _ = random_solvers(states)
-    structure = DimsStructure(DimsConfig(normalize=False))
+    structure = DimsStructure(DimsConfig(normalize=False, cost=cost))
+    readers = cost == "readers"
     by_name = {s.pm.name: s for s in states}
     for scope in structure.scopes(states, adapter, couplings):
         unit_costs = structure.candidates(scope, solvers).costs["dims"]
         units = structure._units[scope.name][1]
         assert all(len(m) == 1 for m in units.members)
         dims = torch.cat(units.members)
-        own = dimension_costs(scope.coupling, by_name, solvers)[dims]
+        own = dimension_costs(scope.coupling, by_name, solvers, readers_only=readers)[dims]
         if not scope.implied:  # MLP neurons: the unit is the neuron
             assert close(unit_costs, own)
             continue
         kv = scope.implied[0]
-        kv_costs = dimension_costs(kv, by_name, solvers)
+        kv_costs = dimension_costs(kv, by_name, solvers, readers_only=readers)
         group = dims // (scope.coupling.size // kv.size)
         for g in range(kv.size):
             units_g = (group == g).nonzero().flatten()
@@ -90,11 +92,11 @@ def _select_units(units, count: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_removal_is_the_exact_update_and_zeroes_every_member(family):
+def test_member_removal_is_the_exact_update_and_zeroes_every_member(family):
     _, adapter, states, couplings = model_case(family)
     _kill_some(states, seed=5)
     solvers, curvatures = random_solvers(states)
-    structure = DimsStructure()
+    structure = DimsStructure(DimsConfig(cost="members"))
     for scope in structure.scopes(states, adapter, couplings):
         cands = structure.candidates(scope, solvers)
         units = structure._units[scope.name][1]
@@ -162,7 +164,7 @@ def test_reader_removal_updates_the_readers_and_zeroes_the_dead_rows_exactly(fam
     solvers, curvatures = random_solvers(states)
     control_solvers, _ = random_solvers(control_states)
     by_control = {s.pm.name: s for s in control_states}
-    structure = DimsStructure(DimsConfig(cost="readers"))
+    structure = DimsStructure()  # cost=readers, the default
     for scope in structure.scopes(states, adapter, couplings):
         structure.candidates(scope, solvers)
         units = structure._units[scope.name][1]
@@ -194,8 +196,8 @@ def test_reader_costs_need_a_reading_member():
     rows_only = [attrs.evolve(c, members=tuple(m for m in c.members if m.axis == "row"))
                  if c.kind == "mlp" else c for c in couplings]
     with pytest.raises(ConfigError, match="cost=readers needs coupling"):
-        DimsStructure(DimsConfig(cost="readers")).scopes(states, adapter, rows_only)
-    assert DimsStructure().scopes(states, adapter, rows_only)
+        DimsStructure().scopes(states, adapter, rows_only)
+    assert DimsStructure(DimsConfig(cost="members")).scopes(states, adapter, rows_only)
 
 
 def test_key_value_heads_go_only_with_their_whole_group():
@@ -245,7 +247,7 @@ def test_blocks_are_the_cheapest_candidates_and_cost_their_sum():
     plain = DimsStructure(DimsConfig(multiple=8, normalize=False))
     scope = next(s for s in plain.scopes(states, adapter, couplings) if s.coupling.kind == "mlp")
     costs = plain.candidates(scope, solvers).costs["dims"]
-    own = dimension_costs(scope.coupling, by_name, solvers)
+    own = dimension_costs(scope.coupling, by_name, solvers, readers_only=True)
     ranked = torch.sort(own, stable=True).values
     assert close(costs, ranked.reshape(4, 8).sum(1))
     per_weight = DimsStructure(DimsConfig(multiple=8))
