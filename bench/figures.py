@@ -53,15 +53,26 @@ def _ok(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [r for r in records if r.get("status") == "ok"]
 
 
+#: Perplexity lines entirely above this multiple of the dense one are left off the plot.
+OFF_SCALE = 100.0
+
+
 def _dense(records: Sequence[dict[str, Any]]) -> float | None:
     return next((r["ppl_before"] for r in records if r.get("ppl_before") is not None), None)
 
 
 def _draw_ppl_lines(ax: Any, lines: dict[str, list[tuple[float, float]]], dense: float | None,
                     xlabel: str) -> None:
-    """One line per name through its ``(size, ppl)`` points and the dense point at size 1."""
+    """One line per name through its ``(size, ppl)`` points and the dense point at size 1.
+
+    A line whose every point is above :data:`OFF_SCALE` times the dense perplexity is
+    named in the legend but not drawn, so that it does not flatten the others.
+    """
     values: list[float] = []
     for name in sorted(lines):
+        if dense is not None and min(y for _, y in lines[name]) > OFF_SCALE * dense:
+            ax.plot([], [], marker="o", linestyle="none", label=f"{name}: above {OFF_SCALE:g}× dense, not drawn")
+            continue
         points = sorted(lines[name]) + ([(1.0, dense)] if dense is not None else [])
         xs, ys = zip(*points, strict=True)
         ax.plot(xs, ys, marker="o", label=name)

@@ -234,7 +234,7 @@ def _zero_rows(state: ModuleState, rows: Tensor) -> None:
     if not bool(rows.any()):
         return
     theta = state.theta()
-    theta[rows] = 0
+    theta[rows.to(theta.device)] = 0
     state.mask = (mask & ~rows[:, None]).to(state.mask.device)
     state.set_theta(theta)
 
