@@ -34,13 +34,18 @@ _STRUCTURE_ORDER = ("row-col", "dims", "element", "2:4")
 remaining_by_layer_and_role = kept_by_layer_and_role
 
 
+def options_text(record: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+    """A run's structure options as `` (key value)`` pairs, e.g. `` (cost readers)``."""
+    given = (record.get("config") or {}).get("structure_options") or {}
+    return "".join(f" ({k} {v})" for k, v in sorted(given.items()) if k not in skip)
+
+
 def label(record: dict[str, Any], *, options: bool = True) -> str:
     """Legend label of a run: its method, ``+LoRA`` when LoRA was on and, with ``options``,
     its structure options (``surgeon (cost readers)``) except ``size``, which the size axes
     already show."""
     name = record["method"] + ("+LoRA" if record.get("lora") else "")
-    given = (record.get("config") or {}).get("structure_options") or {} if options else {}
-    return name + "".join(f" ({k} {v})" for k, v in sorted(given.items()) if k != "size")
+    return name + (options_text(record, skip=("size",)) if options else "")
 
 
 def _structures(records: Sequence[dict[str, Any]]) -> list[str]:

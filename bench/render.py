@@ -203,8 +203,7 @@ def _curvature(record: dict[str, Any]) -> str:
 
 def structure_label(record: dict[str, Any]) -> str:
     """A run's structure with its options, e.g. ``dims (cost readers)``."""
-    options = (record.get("config") or {}).get("structure_options") or {}
-    return record["structure"] + "".join(f" ({k} {v})" for k, v in sorted(options.items()))
+    return record["structure"] + figures.options_text(record)
 
 
 def ablation_table(recs: Sequence[dict[str, Any]]) -> str:

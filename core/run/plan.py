@@ -220,7 +220,7 @@ def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimat
         factors = sum(d**2 if strategy.hessian else 2 * d for d in inputs.values()) * cal.statistic_bytes
         activations = 2 * local * cal.seqlen * model.hidden * cal.weight_bytes
         activations += _activations(attrs.evolve(model, layers=1), cal, backward=False)
-        kept_factors = factors
+        running = factors
     else:
         factors = _factors(model, strategy) * cal.statistic_bytes
         running = _running(model, strategy) * cal.statistic_bytes
@@ -228,7 +228,7 @@ def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimat
         activations = 0.0
         if strategy.curvature not in (None, "identity"):  # Grams go straight into the packed sums
             activations = _activations(model, cal, backward)
-        kept_factors = factors
+    kept_factors = factors
     per_rank = _owned(model, cal.nproc)
     solves = [_solve(mods, strategy, cal) for mods in per_rank]
     inverses = max(solves)
@@ -241,11 +241,9 @@ def estimate(model: ModelShape, strategy: Strategy, cal: Calibration) -> Estimat
         kept_factors = diagonals * (kept_factors / factors if factors else 1.0)
     else:
         factors_at_end = factors
-    if not strategy.layerwise and running < factors:  # unpacking mirrors one sum at a time
+    if running < factors:  # unpacking mirrors one sum at a time
         largest = max([m.d_out for m in model.modules] + _inputs(model))
         factors_at_end += largest**2 * cal.statistic_bytes
-    else:
-        running = factors
     evaluation = _activations(model, attrs.evolve(cal, batch_size=1), backward=False)
     phases = {
         "passes": max(running + activations + FRAGMENTATION * activations, factors_at_end),
