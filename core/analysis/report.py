@@ -44,6 +44,16 @@ def _is_run(data: dict[str, Any]) -> bool:
     return "method" in data and "structure" in data and "target_size" in data
 
 
+def _run_report(folder: Path, row: dict[str, Any]) -> Path | None:
+    """A comparison row's ``report.json``: the run's folder under ``folder/runs/`` (where
+    ``compare`` puts it, so a moved or copied comparison still finds it), else the recorded path."""
+    if not row.get("report"):
+        return None
+    recorded = Path(row["report"])
+    return next((p for p in (folder / "runs" / recorded.parent.name / "report.json", recorded)
+                 if p.is_file()), None)
+
+
 def load_inputs(paths: Sequence[str | Path]) -> tuple[list[Run], list[dict[str, Any]]]:
     """The runs named by ``paths`` and the ``domains.json`` contents found with them.
 
@@ -58,8 +68,7 @@ def load_inputs(paths: Sequence[str | Path]) -> tuple[list[Run], list[dict[str, 
             runs.append(Run(path.name, _read_json(path / "report.json"), path))
         elif path.is_dir() and (path / "compare.json").is_file():
             for row in _read_json(path / "compare.json")["runs"]:
-                if row.get("report") and Path(row["report"]).is_file():
-                    report_path = Path(row["report"])
+                if (report_path := _run_report(path, row)) is not None:
                     runs.append(Run(report_path.parent.name, _read_json(report_path), report_path.parent))
             if (path / "domains.json").is_file():
                 domains.append(_read_json(path / "domains.json"))

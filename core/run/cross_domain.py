@@ -32,6 +32,7 @@ from llm_surgeon.model.masks import load_masks
 from llm_surgeon.run import ppl_cache
 from llm_surgeon.run.config import RunConfig
 from llm_surgeon.util.io import write_json
+from llm_surgeon.util.progress import no_progress_bars
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +145,9 @@ class _Evaluator:
         todo = [j for j, d in enumerate(self.eval_data) if row.get(d["dataset"]) is None]
         if not todo:
             return
-        model, tokenizer = load_model(model_spec, dtype=self.base.dtype, device=self.base.device,
-                                      trust_remote_code=self.base.trust_remote_code)
+        with no_progress_bars(not self.progress):  # transformers' weight-loading bar too
+            model, tokenizer = load_model(model_spec, dtype=self.base.dtype, device=self.base.device,
+                                          trust_remote_code=self.base.trust_remote_code)
         for j in todo:
             windows = self.windows(j, tokenizer)
             key = ppl_cache.key(self.base, windows) if dense else None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 
 import pytest
 import torch
@@ -131,6 +132,11 @@ def test_report_of_a_comparison_folder(tmp_path, capsys):
     assert "| x | 12.00 | 30.00 | 1.0000 | 0.9000 |" in md
     assert (out / "figures" / "domains-1.png").is_file()
     assert (out / "figures" / "a" / "kept-per-layer.png").is_file()
+    # A comparison copied elsewhere (e.g. into bench/results) reads its own runs/ folder.
+    shutil.copytree(tmp_path / "cmp", tmp_path / "copied")
+    shutil.rmtree(tmp_path / "cmp")
+    assert main(["report", str(tmp_path / "copied"), "--out", str(tmp_path / "rep2")]) == 0
+    assert (tmp_path / "rep2" / "figures" / "a" / "kept-per-layer.png").is_file()
 
 
 def test_report_of_something_else_is_a_usage_error(tmp_path, capsys):
