@@ -145,9 +145,8 @@ class _Evaluator:
         todo = [j for j, d in enumerate(self.eval_data) if row.get(d["dataset"]) is None]
         if not todo:
             return
-        with no_progress_bars(not self.progress):  # transformers' weight-loading bar too
-            model, tokenizer = load_model(model_spec, dtype=self.base.dtype, device=self.base.device,
-                                          trust_remote_code=self.base.trust_remote_code)
+        model, tokenizer = load_model(model_spec, dtype=self.base.dtype, device=self.base.device,
+                                      trust_remote_code=self.base.trust_remote_code)
         for j in todo:
             windows = self.windows(j, tokenizer)
             key = ppl_cache.key(self.base, windows) if dense else None
@@ -178,12 +177,19 @@ def cross_domain(result: dict[str, Any], base: RunConfig, calib: Sequence[str],
         base: one of the runs' configurations (model, dtype, device, evaluation windows).
         calib: calibration dataset names, the matrices' rows.
         eval_data: evaluation ``DataConfig`` dictionaries, the columns.
-        progress: progress bars.
+        progress: progress bars; without them the libraries' bars (weight loading, datasets)
+            are off too.
 
     Returns:
         ``{"calib_data", "eval_data", "dense_ppl": {domain: ppl}, "matrices": [...]}``,
         one matrix entry per method, structure and size.
     """
+    with no_progress_bars(not progress):
+        return _matrices(result, base, calib, eval_data, progress)
+
+
+def _matrices(result: dict[str, Any], base: RunConfig, calib: Sequence[str],
+              eval_data: Sequence[dict[str, Any]], progress: bool) -> dict[str, Any]:
     names = [d["dataset"] for d in eval_data]
     evaluator = _Evaluator(base, eval_data, progress)
     dense: dict[str, float | None] = dict.fromkeys(names)
